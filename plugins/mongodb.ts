@@ -1,0 +1,57 @@
+import fp from 'fastify-plugin'
+import fastifyMongo from '@fastify/mongodb'
+import { MongoClient } from 'mongodb'
+import { ensureArchiveIndexes } from '../src/archive.js'
+
+/**
+ * MongoDB holds the archive only: it is off the decision path, so an outage at boot means a degraded archive, never
+ * a failed boot. MONGO_URL=embedded starts CongoDB in-process (development and tests; see TOOLING.md).
+ * @see https://github.com/fastify/fastify-mongodb
+ */
+export default fp(async (app) => {
+  const { config } = app
+  let url = config.MONGO_URL
+  let stopEmbedded: (() => Promise<void>) | undefined
+  if (url === 'embedded') {
+    const embedded = await startEmbeddedMongo()
+    url = embedded.url
+    stopEmbedded = embedded.stop
+  }
+  const client = new MongoClient(url, {
+    minPoolSize: 2,
+    maxPoolSize: 10,
+    serverSelectionTimeoutMS: 1500,
+    connectTimeoutMS: 1500,
+    directConnection: config.MONGO_URL === 'embedded' ? true : undefined,
+    serverMonitoringMode: config.MONGO_URL === 'embedded' ? 'poll' : 'auto'
+  })
+  await app.register(fastifyMongo, { client, database: config.MONGO_DB, forceClose: true })
+  const prepare = async (): Promise<void> => {
+    await client.connect()
+    await ensureArchiveIndexes(client.db(config.MONGO_DB))
+  }
+  try {
+    await prepare()
+  } catch (err) {
+    app.log.warn({ err: (err as Error).message }, 'MongoDB unreachable at boot; archive degraded, retrying in the background')
+    const timer = setInterval(() => {
+      prepare().then(() => { clearInterval(timer); app.log.info('MongoDB reachable; archive indexes ready') }, () => {})
+    }, 5000)
+    timer.unref()
+    app.addHook('onClose', async () => clearInterval(timer))
+  }
+  if (stopEmbedded !== undefined) {
+    const stop = stopEmbedded
+    // The client must be gone before its server, or the driver keeps monitoring timers alive.
+    app.addHook('onClose', async () => { await client.close(true); await stop() })
+  }
+}, { name: 'mongodb', dependencies: ['config'] })
+
+async function startEmbeddedMongo (): Promise<{ url: string, stop: () => Promise<void> }> {
+  // Only a dev dependency: a production image sets MONGO_URL and never loads it.
+  const { CongoServer } = await import('@push.rocks/smartmongo/dist_ts/congodb/index.js' as string)
+  const server = new CongoServer({ host: '127.0.0.1', port: 0 })
+  await server.start()
+  const port: number = (server as any).server?.address()?.port ?? server.port
+  return { url: `mongodb://127.0.0.1:${port}`, stop: () => server.stop() }
+}

@@ -1,0 +1,68 @@
+import fp from 'fastify-plugin'
+import fastifyPostgres from '@fastify/postgres'
+import { Database } from '../src/db.js'
+import { migrate } from '../src/migrate.js'
+import { redactUrl } from '../src/config.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Database
+  }
+}
+
+/**
+ * PostgreSQL is the one required dependency: the boot retries for PG_BOOT_RETRY_MS, then fails with a message naming
+ * the URL (password redacted). Migrations run at boot under an advisory lock.
+ * @see https://github.com/fastify/fastify-postgres
+ */
+export default fp(async (app) => {
+  const { config, telemetry: metrics } = app
+  await app.register(fastifyPostgres, {
+    connectionString: config.DATABASE_URL,
+    min: config.PG_POOL_MIN,
+    max: config.PG_POOL_MAX,
+    // Backstop for every statement; the JIT path also bounds its own lock waits by its deadline.
+    statement_timeout: config.JIT_DEADLINE_MS,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 60_000,
+    application_name: 'jit-gateway'
+  } as any)
+  const pool = app.pg.pool
+  pool.on('error', (err) => app.log.warn({ err: err.message }, 'idle PostgreSQL client failed'))
+  const db = new Database(pool, {
+    slowQueryMs: config.PG_SLOW_QUERY_MS,
+    onQuery: (ms) => metrics.pgQueryDuration.observe(ms / 1000),
+    onSlowQuery: (text, ms) => {
+      metrics.pgSlowQueries.inc()
+      app.log.warn({ query: text.slice(0, 200), ms: Math.round(ms) }, 'slow PostgreSQL query')
+    }
+  })
+  // Sampled at scrape time rather than on every checkout.
+  const sample = (): void => {
+    const stats = db.poolStats()
+    metrics.pgPoolTotal.set(stats.total)
+    metrics.pgPoolIdle.set(stats.idle)
+    metrics.pgPoolWaiting.set(stats.waiting)
+    metrics.pgPoolUtilisation.set(stats.utilisation)
+  }
+  const sampler = setInterval(sample, 1000)
+  sampler.unref()
+  app.addHook('onClose', async () => clearInterval(sampler))
+
+  const deadline = Date.now() + config.PG_BOOT_RETRY_MS
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const applied = await migrate(pool)
+      if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
+      break
+    } catch (err) {
+      const message = (err as Error).message
+      if (message.startsWith('migration ') || Date.now() > deadline) {
+        throw new Error(`PostgreSQL unavailable at ${redactUrl(config.DATABASE_URL)}: ${message}`)
+      }
+      app.log.warn({ attempt, err: message }, 'PostgreSQL not reachable yet; retrying')
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * attempt)))
+    }
+  }
+  app.decorate('db', db)
+}, { name: 'postgres', dependencies: ['config'] })

@@ -1,0 +1,4 @@
+import type { FastifyPluginAsync } from 'fastify'
+
+const adminRoutes: FastifyPluginAsync = async () => {}
+export default adminRoutes

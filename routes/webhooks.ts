@@ -1,0 +1,4 @@
+import type { FastifyPluginAsync } from 'fastify'
+
+const webhookRoutes: FastifyPluginAsync = async () => {}
+export default webhookRoutes

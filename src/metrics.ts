@@ -1,0 +1,46 @@
+import client from 'prom-client'
+
+/** Histogram buckets in seconds; the first is sub-millisecond because a decision's own work is. */
+export const latencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
+
+export const jitStages = ['parse', 'auth', 'context', 'rules', 'ledger', 'respond'] as const
+export type JitStage = typeof jitStages[number]
+
+/**
+ * Every metric of the product, in one registry per app instance (tests run several instances in one process,
+ * and prom-client's global registry would make their names collide).
+ */
+export function createMetrics () {
+  const registry = new client.Registry()
+  const registers = [registry]
+  const metrics = {
+    registry,
+    pgQueryDuration: new client.Histogram({ name: 'pg_query_duration_seconds', help: 'PostgreSQL query duration', buckets: latencyBuckets, registers }),
+    pgSlowQueries: new client.Counter({ name: 'pg_slow_queries_total', help: 'PostgreSQL queries slower than PG_SLOW_QUERY_MS', registers }),
+    pgPoolTotal: new client.Gauge({ name: 'pg_pool_total', help: 'PostgreSQL clients open', registers }),
+    pgPoolIdle: new client.Gauge({ name: 'pg_pool_idle', help: 'PostgreSQL clients idle', registers }),
+    pgPoolWaiting: new client.Gauge({ name: 'pg_pool_waiting', help: 'requests waiting for a PostgreSQL client', registers }),
+    pgPoolUtilisation: new client.Gauge({ name: 'pg_pool_utilisation', help: 'busy clients / pool max', registers }),
+    dependencyUp: new client.Gauge({ name: 'dependency_up', help: '1 when the dependency answers', labelNames: ['dependency'], registers }),
+    jitStageDuration: new client.Histogram({ name: 'jit_stage_duration_seconds', help: 'JIT decision time per stage', labelNames: ['stage'], buckets: latencyBuckets, registers }),
+    jitDecisions: new client.Counter({ name: 'jit_decisions_total', help: 'JIT decisions', labelNames: ['method', 'result', 'reason'], registers }),
+    jitApprovalRate: new client.Gauge({ name: 'jit_approval_rate', help: 'approved / (approved + declined) since start', registers }),
+    jitSlowRequests: new client.Counter({ name: 'jit_slow_requests_total', help: 'JIT requests over the slow thresholds', labelNames: ['threshold'], registers }),
+    jitUnknownMethods: new client.Counter({ name: 'jit_unknown_methods_total', help: 'JIT requests with a method we do not know', labelNames: ['method'], registers }),
+    ledgerOverdrawn: new client.Counter({ name: 'ledger_overdrawn_total', help: 'network-forced postings that drove an account negative', registers }),
+    cacheHits: new client.Counter({ name: 'cache_hits_total', help: 'authorization-context cache hits', labelNames: ['level'], registers }),
+    cacheMisses: new client.Counter({ name: 'cache_misses_total', help: 'authorization-context cache misses', labelNames: ['level'], registers }),
+    cacheErrors: new client.Counter({ name: 'cache_errors_total', help: 'Redis errors on the cache path (fell back to PostgreSQL)', registers }),
+    cacheHitRate: new client.Gauge({ name: 'cache_hit_rate', help: 'hits / lookups since start, any level', registers }),
+    redisLookupDuration: new client.Histogram({ name: 'redis_lookup_duration_seconds', help: 'Redis lookup latency', buckets: latencyBuckets, registers }),
+    outboxBacklog: new client.Gauge({ name: 'outbox_backlog', help: 'outbox rows not yet published', registers }),
+    outboxLag: new client.Gauge({ name: 'outbox_lag_seconds', help: 'age of the oldest unpublished outbox row', registers }),
+    publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
+    consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),
+    queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers })
+  }
+  client.collectDefaultMetrics({ register: registry })
+  return metrics
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,47 @@
+import cluster from 'node:cluster'
+import closeWithGrace from 'close-with-grace'
+import { loadConfig, ConfigError } from './config.js'
+import { buildApp } from './app.js'
+
+async function main (): Promise<void> {
+  let config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    console.error(err.message)
+    process.exit(1)
+  }
+
+  if (config.WORKERS > 1 && cluster.isPrimary) {
+    console.log(`starting ${config.WORKERS} workers`)
+    for (let i = 0; i < config.WORKERS; i++) cluster.fork()
+    cluster.on('exit', (worker, code, signal) => {
+      if (signal !== 'SIGTERM' && signal !== 'SIGINT' && code !== 0) {
+        console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`)
+        cluster.fork()
+      }
+    })
+    const stop = (): void => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM') }
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    return
+  }
+
+  let app
+  try {
+    app = await buildApp(config)
+  } catch (err) {
+    console.error(`boot failed: ${(err as Error).message}`)
+    process.exit(1)
+  }
+  // Stop accepting, let in-flight requests finish, then close plugins in reverse registration order.
+  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+    if (err !== undefined) app.log.error({ err }, 'closing after an error')
+    else app.log.info({ signal }, 'shutting down')
+    await app.close()
+  })
+  await app.listen({ port: config.PORT, host: config.HOST })
+}
+
+void main()
