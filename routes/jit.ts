@@ -1,4 +1,80 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
+import { decideJit } from '../src/jit/decide.js'
+import type { JitStage } from '../src/metrics.js'
 
-const jitRoutes: FastifyPluginAsync = async () => {}
+const JitResponseSchema = Type.Object({
+  jit_funding: Type.Object({
+    token: Type.String(),
+    method: Type.String(),
+    user_token: Type.String(),
+    acting_user_token: Type.Optional(Type.String()),
+    amount: Type.Number(),
+    decline_reason: Type.Optional(Type.String()),
+    memo: Type.Optional(Type.String()),
+    balances: Type.Optional(Type.Record(Type.String(), Type.Object({
+      currency_code: Type.String(), available_balance: Type.Number(), ledger_balance: Type.Number()
+    })))
+  })
+})
+const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) })
+
+declare module 'fastify' {
+  interface FastifyRequest { jitTimer?: { last: number, started: number } }
+}
+
+/** Ends the current profiler stage of this request and starts the next one. */
+function lap (request: FastifyRequest, stage: JitStage): void {
+  const timer = request.jitTimer
+  if (timer === undefined) return
+  const now = performance.now()
+  request.server.profiler.stage(stage, now - timer.last)
+  timer.last = now
+}
+
+/** Marqeta's JIT funding gateway (DESIGN §4, contract). */
+const jitRoutes: FastifyPluginAsync = async (fastify) => {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const { config, profiler } = app
+
+  app.post('/marqeta/jit', {
+    schema: {
+      body: TransactionSchema,
+      response: { 200: JitResponseSchema, 400: ErrorSchema, 401: ErrorSchema, 402: JitResponseSchema, 503: ErrorSchema }
+    },
+    onRequest: [
+      async (request) => { const now = performance.now(); request.jitTimer = { started: now, last: now } },
+      app.requireJitCredentials,
+      async (request) => { lap(request, 'auth') }
+    ],
+    preHandler: async (request) => { lap(request, 'parse') },
+    onResponse: async (request, reply) => {
+      lap(request, 'respond')
+      const timer = request.jitTimer
+      if (timer !== undefined && reply.statusCode !== 401) profiler.request(timer.last - timer.started, request.log, { url: request.url, status: reply.statusCode })
+    }
+  }, async (request, reply) => {
+    const txn = request.body
+    const jit = jitFundingOf(txn)
+    if (jit === undefined) {
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body/gpa_order/jit_funding is required' })
+    }
+    const started = request.jitTimer?.started ?? performance.now()
+    const answer = await decideJit({
+      pool: app.db.pool,
+      context: app.contextSource,
+      now: () => new Date(),
+      partialApproval: config.JIT_PARTIAL_APPROVAL,
+      holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
+      stage: (stage) => lap(request, stage)
+    }, txn, jit, started + config.JIT_DEADLINE_MS)
+    if (!answer.replay) profiler.decision(jit.method, answer.result, answer.reason)
+    if (answer.group === 'unknown' && !answer.replay) app.telemetry.jitUnknownMethods.inc({ method: jit.method.slice(0, 80) })
+    // The stored text is sent as is, so a replay is byte-for-byte the first answer.
+    return reply.code(answer.statusCode).type('application/json; charset=utf-8').serializer((payload) => payload as string).send(answer.body as never)
+  })
+}
+
 export default jitRoutes

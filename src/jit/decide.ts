@@ -1,0 +1,207 @@
+import type pg from 'pg'
+import { currencyExponent, parseAmount } from '../money.js'
+import { effectOf, methodGroup, settledHoldTokens, type JitFunding, type MethodGroup, type Transaction } from '../marqeta.js'
+import { isConnectionError, pgErrors } from '../db.js'
+import { loadAuthContext, type ContextSource } from './context.js'
+import { checkCardAndHolder, checkSpendingControls, type Purchase, type RuleOutcome } from './rules.js'
+import type { JitStage } from '../metrics.js'
+
+export interface DecisionDeps {
+  pool: pg.Pool
+  context: ContextSource
+  now: () => Date
+  partialApproval: boolean
+  holdExpirationDays: number
+  /** Called as each stage ends, with its duration in ms. */
+  stage: (stage: JitStage) => void
+}
+
+export interface JitAnswer {
+  statusCode: 200 | 402
+  /** The exact response text; a replay gets these bytes again. */
+  body: string
+  replay: boolean
+  result: 'approved' | 'declined'
+  reason?: string
+  group: MethodGroup
+}
+
+/** PostgreSQL cannot answer at all: the route answers 503 so that Marqeta's stand-in rules apply. */
+export class LedgerUnavailableError extends Error {
+  statusCode = 503
+}
+
+type Mode = 'decide' | 'effect' | 'inquiry' | 'record'
+
+const modeOf: Record<MethodGroup, Mode> = {
+  hold: 'decide',
+  debit: 'decide',
+  standin_hold: 'effect',
+  standin_debit: 'effect',
+  settle: 'effect',
+  release: 'effect',
+  credit: 'effect',
+  forced_debit: 'effect',
+  record: 'record',
+  inquiry: 'inquiry',
+  unknown: 'record'
+}
+
+/** The amount as a JSON number's text for the response: requested amounts are echoed, unparsable ones as 0. */
+function amountText (value: unknown): string {
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  if (typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value.trim())) return value.trim()
+  return '0'
+}
+
+/**
+ * Decides one JIT funding request (DESIGN §4): rules in TypeScript on the (cached) context, then the whole
+ * money-moving part and the idempotency record in one database call, `jit_decide`.
+ */
+export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitFunding, deadlineAt: number): Promise<JitAnswer> {
+  const group = methodGroup(jit.method)
+  const mode = modeOf[group]
+  const currencyCode = txn.currency_code ?? 'USD'
+  const exponent = currencyExponent(currencyCode)
+  const echo: Record<string, unknown> = { token: jit.token, method: jit.method, user_token: jit.user_token }
+  if (jit.acting_user_token !== undefined) echo.acting_user_token = jit.acting_user_token
+  const accountVerification = jit.method === 'pgfs.authorization.account_verification'
+  const parsed = parseAmount(jit.amount ?? (group === 'inquiry' || accountVerification ? 0 : undefined), exponent ?? 2)
+  const amountMinor = parsed.ok ? parsed.minor : 0n
+
+  let outcome: RuleOutcome | undefined
+  let effect: Record<string, unknown> | undefined
+  if (mode === 'decide' || mode === 'inquiry') {
+    const ctx = await loadAuthContext(deps.context, txn.card_token, jit.user_token)
+    deps.stage('context')
+    const purchase: Purchase = {
+      cardToken: txn.card_token,
+      userToken: jit.user_token,
+      actingUserToken: jit.acting_user_token,
+      currencyCode,
+      amountMinor,
+      mcc: txn.card_acceptor?.mcc,
+      mid: txn.card_acceptor?.mid,
+      incremental: jit.original_jit_funding_token !== undefined
+    }
+    outcome = checkCardAndHolder(ctx, purchase)
+    if (outcome === undefined && exponent === undefined) outcome = { decline: 'TRANSACTION_NOT_PERMITTED', memo: `unsupported currency ${currencyCode}` }
+    if (outcome === undefined && mode === 'decide') {
+      if (!parsed.ok) outcome = { decline: 'INVALID_AMOUNT', memo: `amount ${parsed.error.replace(/_/g, ' ')}` }
+      else if (amountMinor === 0n && !accountVerification) outcome = { decline: 'INVALID_AMOUNT', memo: 'amount is zero' }
+      else outcome = checkSpendingControls(ctx, purchase, deps.now())
+    }
+    deps.stage('rules')
+    if (mode === 'decide' && outcome?.decline === undefined) {
+      effect = {
+        kind: effectOf[group]!.kind,
+        effect_key: `${jit.token}:${effectOf[group]!.key}`,
+        user_token: jit.user_token,
+        currency_code: currencyCode,
+        amount_minor: amountMinor.toString(),
+        jit_token: jit.token,
+        transaction_token: txn.token,
+        card_token: txn.card_token,
+        mcc: txn.card_acceptor?.mcc,
+        mid: txn.card_acceptor?.mid,
+        original_jit_token: jit.original_jit_funding_token,
+        velocity: outcome?.velocity ?? [],
+        partial_ok: deps.partialApproval && txn.pos?.partial_approval_capable === true,
+        hold_expiration_days: deps.holdExpirationDays
+      }
+    }
+  } else if (mode === 'effect' && parsed.ok && exponent !== undefined) {
+    const e = effectOf[group]!
+    effect = {
+      kind: e.kind,
+      effect_key: `${jit.token}:${e.key}`,
+      forced: true,
+      user_token: jit.user_token,
+      currency_code: currencyCode,
+      amount_minor: amountMinor.toString(),
+      jit_token: jit.token,
+      transaction_token: txn.token,
+      card_token: txn.card_token,
+      mcc: txn.card_acceptor?.mcc,
+      mid: txn.card_acceptor?.mid,
+      original_jit_token: jit.original_jit_funding_token,
+      hold_tokens: group === 'settle' ? settledHoldTokens(jit) : undefined,
+      hold_expiration_days: deps.holdExpirationDays
+    }
+  } else {
+    deps.stage('context')
+    deps.stage('rules')
+  }
+
+  const declined = outcome?.decline !== undefined ? outcome : undefined
+  const call = {
+    echo,
+    mode: mode === 'effect' && effect === undefined ? 'record' : mode,
+    decline_reason: declined?.decline,
+    memo: declined?.memo ?? (group === 'unknown' ? `unknown method ${jit.method}; recorded` : undefined),
+    amount_text: amountText(jit.amount),
+    exponent: exponent ?? 2,
+    currency_code: currencyCode,
+    card_token: txn.card_token,
+    transaction_token: txn.token,
+    effect,
+    request: txn
+  }
+  const row = await callJitDecide(deps.pool, call, deadlineAt)
+  deps.stage('ledger')
+  if (row === undefined) {
+    const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(call.amount_text), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: 'gateway deadline exceeded; nothing was held' } })
+    return { statusCode: 402, body, replay: false, result: 'declined', reason: 'DEADLINE', group }
+  }
+  const statusCode = row.status_code as 200 | 402
+  return {
+    statusCode,
+    body: row.response,
+    replay: row.replay,
+    result: statusCode === 200 ? 'approved' : 'declined',
+    reason: statusCode === 402 ? (JSON.parse(row.response).jit_funding?.decline_reason as string) : undefined,
+    group
+  }
+}
+
+/**
+ * Runs jit_decide within the deadline: the wait for a pooled connection is bounded, and the remaining time bounds
+ * lock waits inside the statement (lock_timeout), so a decision that cannot finish in time rolls back entirely.
+ * Returns undefined when the deadline passed (nothing was changed).
+ */
+async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<{ status_code: number, response: string, replay: boolean } | undefined> {
+  let client: pg.PoolClient
+  try {
+    client = await withDeadline(pool.connect(), deadlineAt, (late) => late.release())
+  } catch (err) {
+    if (err instanceof DeadlineError) return undefined
+    throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
+  }
+  try {
+    const remaining = Math.floor(deadlineAt - performance.now())
+    if (remaining <= 0) return undefined
+    const { rows } = await client.query('SELECT status_code, response, replay FROM jit_decide($1::jsonb)', [{ ...call, lock_timeout_ms: remaining }])
+    return rows[0]
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === pgErrors.lockNotAvailable || code === pgErrors.queryCanceled) return undefined
+    if (isConnectionError(err)) throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+class DeadlineError extends Error {}
+
+function withDeadline<T> (promise: Promise<T>, deadlineAt: number, onLate: (value: T) => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let expired = false
+    const timer = setTimeout(() => { expired = true; reject(new DeadlineError()) }, Math.max(0, deadlineAt - performance.now()))
+    promise.then((value) => {
+      clearTimeout(timer)
+      if (expired) onLate(value)
+      else resolve(value)
+    }, (err) => { clearTimeout(timer); reject(err) })
+  })
+}
