@@ -1,16 +1,70 @@
 import fp from 'fastify-plugin'
+import { TwoLevelCache, INVALIDATION_CHANNEL } from '../src/cache.js'
 import { PgContextSource, type ContextSource } from '../src/jit/context.js'
+import { CachedContextSource, contextKeys } from '../src/jit/cached-context.js'
 
+/** What an admin write or a card/user transition changed. `controls` takes user tokens ('' = program-wide). */
 export interface Invalidation { cards?: string[], users?: string[], controls?: string[] }
 
 declare module 'fastify' {
   interface FastifyInstance {
     contextSource: ContextSource
+    contextCache: TwoLevelCache
     invalidateContext: (what: Invalidation) => Promise<void>
   }
 }
 
+/** The authorization-context cache: in-process LRU, then Redis, then PostgreSQL; invalidated across instances. */
 export default fp(async (app) => {
-  app.decorate('contextSource', new PgContextSource(app.db))
-  app.decorate('invalidateContext', async (_what: Invalidation) => {})
+  const { config, telemetry } = app
+  let hits = 0
+  let lookups = 0
+  const cache = new TwoLevelCache({
+    redis: app.redis,
+    localTtlMs: config.CACHE_LOCAL_TTL_MS,
+    localMaxEntries: config.CACHE_LOCAL_MAX_ENTRIES,
+    negativeTtlS: config.CACHE_NEGATIVE_TTL_S,
+    events: {
+      hit: (level) => {
+        telemetry.cacheHits.inc({ level })
+        hits++
+        lookups += level === 'local' ? 1 : 0
+        telemetry.cacheHitRate.set(hits / Math.max(1, lookups))
+      },
+      miss: (level) => {
+        telemetry.cacheMisses.inc({ level })
+        if (level === 'local') lookups++
+      },
+      redisError: (err) => {
+        telemetry.cacheErrors.inc()
+        app.log.debug({ err: err.message }, 'cache: Redis unavailable, using PostgreSQL')
+      },
+      redisLookup: (ms) => telemetry.redisLookupDuration.observe(ms / 1000)
+    }
+  })
+  const subscriber = app.redis.subscriber
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel !== INVALIDATION_CHANNEL) return
+    try {
+      cache.forgetLocally(JSON.parse(message) as string[])
+    } catch {
+      app.log.warn('cache: malformed invalidation message')
+    }
+  })
+  // ioredis re-subscribes by itself after a reconnect.
+  subscriber.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => app.log.warn({ err: err.message }, 'cache: cannot subscribe to invalidations yet'))
+
+  app.decorate('contextCache', cache)
+  app.decorate('contextSource', new CachedContextSource(cache, new PgContextSource(app.db), {
+    userS: config.CACHE_USER_TTL_S,
+    cardS: config.CACHE_CARD_TTL_S,
+    controlsS: config.CACHE_CONTROLS_TTL_S
+  }))
+  app.decorate('invalidateContext', async (what: Invalidation) => {
+    await cache.invalidate([
+      ...(what.cards ?? []).map(contextKeys.card),
+      ...(what.users ?? []).map(contextKeys.user),
+      ...(what.controls ?? []).map(contextKeys.controls)
+    ])
+  })
 }, { name: 'cache', dependencies: ['config', 'postgres', 'redis'] })

@@ -26,9 +26,10 @@ export default fp(async (app) => {
     app.log.warn({ err: (err as Error).message }, 'Redis unreachable at boot; starting degraded and reconnecting')
   }
   // `subscriber` is a second connection because a subscribed ioredis connection cannot run other commands.
-  const subscriber = client.duplicate()
+  // It queues its SUBSCRIBE until connected (ioredis re-subscribes after reconnects by itself).
+  const subscriber = client.duplicate({ enableOfflineQueue: true, lazyConnect: true })
   subscriber.on('error', () => {})
-  subscriber.connect().catch(() => {})
+  await subscriber.connect().catch(() => {})
   await app.register(fastifyRedis, { client, closeClient: true })
   await app.register(fastifyRedis, { client: subscriber, namespace: 'subscriber', closeClient: true })
 }, { name: 'redis', dependencies: ['config'] })
