@@ -42,7 +42,7 @@ export default fp(async (app) => {
       redisLookup: (ms) => telemetry.redisLookupDuration.observe(ms / 1000)
     }
   })
-  const subscriber = app.redis.subscriber
+  const subscriber = app.redisSubscriber
   subscriber.on('message', (channel: string, message: string) => {
     if (channel !== INVALIDATION_CHANNEL) return
     try {

@@ -14,7 +14,7 @@ export default fp(async (app) => {
     routeMetrics: {
       enabled: { histogram: true, summary: false },
       routeBlacklist: ['/metrics', '/health', '/ready'],
-      overrides: { histogram: { buckets: latencyBuckets, registers } }
+      overrides: { histogram: { buckets: latencyBuckets, registers }, summary: { registers } }
     }
   })
 }, { name: 'metrics', dependencies: ['config'] })
