@@ -39,7 +39,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     bodyLimit: 256 * 1024,
-    forceCloseConnections: false,
     return503OnClosing: true,
     ajv: { customOptions: { allErrors: false } }
   })

@@ -39,7 +39,13 @@ async function main (): Promise<void> {
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'closing after an error')
     else app.log.info({ signal }, 'shutting down')
-    await app.close()
+    // A keep-alive connection whose request finishes during the close would otherwise hold it open until its timeout.
+    const sweeper = setInterval(() => app.server.closeIdleConnections(), 50)
+    try {
+      await app.close()
+    } finally {
+      clearInterval(sweeper)
+    }
   })
   await app.listen({ port: config.PORT, host: config.HOST })
 }
