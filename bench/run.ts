@@ -1,0 +1,378 @@
+/**
+ * `npm run bench` — the service and bench-only reference routes in one process, autocannon in a worker thread, at a
+ * fixed low concurrency (autocannon's overallRate sends bursts at each second boundary, so rates are not fixed here).
+ * Every route is warmed up right before it is measured (pg's pool drops idle clients), all in ONE run, so ratios
+ * between the product's routes and their references are comparable even on a noisy machine.
+ *
+ *   --only jit      just the PostgreSQL reference and the JIT authorization route
+ *   --ci            short (3 s per route); exit 1 when JIT p99 >= 100 ms, Redis lookup p99 >= 5 ms, or any
+ *                   unexpected status or socket error
+ *   --duration S --warmup S --connections N --users N --cards-per-user N --corporate-cards N
+ */
+import { parseArgs } from 'node:util'
+import { Worker } from 'node:worker_threads'
+import { randomBytes, createHmac } from 'node:crypto'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { cpus, loadavg } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+import referenceRoutes, { prepareReferenceTable, REDIS_KEY } from './reference-routes.js'
+import { seedPopulation, type Population } from './seed.js'
+import { basicAuth, pingBody } from './messages.js'
+import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
+import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
+
+const { values: args } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    ci: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    users: { type: 'string' },
+    'cards-per-user': { type: 'string' },
+    'corporate-cards': { type: 'string' }
+  }
+})
+
+const ci = args.ci === true
+const onlyJit = args.only === 'jit'
+if (args.only !== undefined && !onlyJit) {
+  console.error(`unknown --only ${args.only} (only "jit" is known)`)
+  process.exit(2)
+}
+const num = (v: string | undefined, fallback: number): number => v === undefined ? fallback : Number(v)
+const durationS = num(args.duration, ci ? 3 : 8)
+const warmupS = num(args.warmup, ci ? 1 : 2)
+const connections = num(args.connections, 10)
+const userCount = num(args.users, 2000)
+const cardsPerUser = num(args['cards-per-user'], 2)
+const corporateCards = num(args['corporate-cards'], 500)
+const REFERENCE_ROWS = 10_000
+
+/** CI floors (the seed's budgets, DESIGN §10) and the goals, reported but not enforced. */
+const budget = { jitP99Ms: 100, redisP99Ms: 5 }
+const goal = { jitRatio: 0.6, jitP99Ms: 5, redisP99Ms: 1 }
+
+interface Phase {
+  name: string
+  route: string
+  /** The row whose req/s this one is compared with. */
+  reference?: string
+  scenario: (tag: string) => Scenario
+  expected: number[]
+  jit?: boolean
+  /** A probe that returns a note when the route does not exist yet (then the phase is skipped). */
+  probe?: () => Promise<string | undefined>
+}
+
+interface Row {
+  name: string
+  route: string
+  reference?: string
+  skipped?: string
+  result?: LoadResult
+  ratio?: number
+  unexpected?: Record<string, number>
+}
+
+async function main (): Promise<number> {
+  const runId = randomBytes(3).toString('hex')
+  const config: Config = loadConfig({ ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', PORT: '0', HOST: '127.0.0.1' }, () => {})
+  const app = await buildApp(config)
+  await app.register(referenceRoutes, { rows: REFERENCE_ROWS })
+  await app.ready()
+  let exitCode = 0
+  try {
+    exitCode = await bench(app, config, runId)
+  } finally {
+    await app.close()
+  }
+  return exitCode
+}
+
+async function bench (app: FastifyInstance, config: Config, runId: string): Promise<number> {
+  const pool = app.db.pool
+  await prepareReferenceTable(pool, REFERENCE_ROWS)
+  await app.redis.set(REDIS_KEY, 'reference')
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  console.log(`bench run ${runId}: service on ${address}, ${connections} connections, ${durationS} s per route (+${warmupS} s warm-up)${ci ? ', CI mode' : ''}`)
+
+  const seedStarted = performance.now()
+  const population = await seedPopulation(pool, {
+    runId,
+    users: userCount,
+    cardsPerUser,
+    corporateCards,
+    userFundMinor: 100_000_000n,
+    corporateFundMinor: 100_000_000_000n
+  })
+  console.log(`seeded ${userCount} users x ${cardsPerUser} cards and 1 corporate user with ${corporateCards} cards in ${Math.round(performance.now() - seedStarted)} ms`)
+
+  const redisDirect = onlyJit ? undefined : await measureRedis(app)
+  if (redisDirect !== undefined) console.log(`Redis GET from the service's client, ${redisDirect.count} sequential: p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms`)
+
+  const phases = definePhases(app, config, population, runId).filter((p) => !onlyJit || p.name === 'pg' || p.name === 'jit')
+  const rows: Row[] = []
+  let profiler: unknown
+  const notes: string[] = []
+  for (const phase of phases) {
+    const row: Row = { name: phase.name, route: phase.route, reference: phase.reference }
+    rows.push(row)
+    const skip = phase.probe !== undefined ? await phase.probe() : undefined
+    if (skip !== undefined) {
+      row.skipped = skip
+      console.log(`- ${phase.name}: skipped (${skip})`)
+      continue
+    }
+    const backlog = await drainOutbox(app)
+    if (backlog !== undefined) notes.push(`before ${phase.name}: ${backlog}`)
+    await load(address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
+    row.result = await load(address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
+    const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
+    if (Object.keys(unexpected).length > 0) row.unexpected = unexpected
+    const ref = rows.find((r) => r.name === phase.reference)?.result
+    if (ref !== undefined) row.ratio = row.result.reqPerSec / ref.reqPerSec
+    console.log(`- ${phase.name}: ${Math.round(row.result.reqPerSec)} req/s, p50 ${row.result.latency.p50.toFixed(2)} ms, p99 ${row.result.latency.p99.toFixed(2)} ms` +
+      (row.ratio !== undefined ? `, ${row.ratio.toFixed(2)} x ${phase.reference}` : '') +
+      (row.unexpected !== undefined ? `, UNEXPECTED ${JSON.stringify(row.unexpected)} e.g. ${JSON.stringify(row.result.sample)}` : ''))
+    if (phase.name === 'jit') profiler = await app.profiler.snapshot().catch(() => undefined)
+  }
+
+  const failures: string[] = []
+  for (const row of rows) {
+    const r = row.result
+    if (r === undefined) continue
+    const phase = phases.find((p) => p.name === row.name)!
+    if (row.unexpected !== undefined) failures.push(`${row.name}: unexpected statuses ${JSON.stringify(row.unexpected)}`)
+    if (r.errors > 0 || r.timeouts > 0) failures.push(`${row.name}: ${r.errors} socket errors, ${r.timeouts} timeouts`)
+    if (r.requests === 0) failures.push(`${row.name}: no response at all`)
+    if (phase.jit === true && r.latency.p99 >= budget.jitP99Ms) failures.push(`${row.name}: p99 ${r.latency.p99.toFixed(2)} ms >= ${budget.jitP99Ms} ms`)
+  }
+  if (redisDirect !== undefined && redisDirect.p99 >= budget.redisP99Ms) failures.push(`Redis lookup p99 ${redisDirect.p99.toFixed(3)} ms >= ${budget.redisP99Ms} ms`)
+
+  const jit = rows.find((r) => r.name === 'jit')
+  const goals = {
+    jit_ratio_vs_pg: jit?.ratio !== undefined ? { value: round(jit.ratio), goal: goal.jitRatio, met: jit.ratio >= goal.jitRatio } : undefined,
+    jit_p99_ms: jit?.result !== undefined ? { value: round(jit.result.latency.p99), goal: goal.jitP99Ms, met: jit.result.latency.p99 <= goal.jitP99Ms } : undefined,
+    redis_lookup_p99_ms: redisDirect !== undefined ? { value: round(redisDirect.p99, 3), goal: goal.redisP99Ms, met: redisDirect.p99 < goal.redisP99Ms } : undefined
+  }
+
+  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio']
+  const cells = rows.map((row): string[] => {
+    const r = row.result
+    if (r === undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped ?? '']
+    const count = (pred: (code: number) => boolean): number => Object.entries(r.statuses).filter(([c]) => pred(Number(c))).reduce((a, [, n]) => a + n, 0)
+    return [
+      `${row.name} (${row.route})`,
+      Math.round(r.reqPerSec).toString(),
+      r.latency.p50.toFixed(2),
+      r.latency.p90.toFixed(2),
+      r.latency.p99.toFixed(2),
+      r.latency.max.toFixed(1),
+      r.requests.toString(),
+      count((c) => c >= 200 && c < 300).toString(),
+      count((c) => c === 402).toString(),
+      count((c) => (c < 200 || c >= 300) && c !== 402).toString(),
+      (r.errors + r.timeouts).toString(),
+      row.ratio !== undefined ? `${row.ratio.toFixed(2)} x ${row.reference}` : ''
+    ]
+  })
+
+  const environment = {
+    node: process.version,
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model,
+    loadavg_before_report: loadavg().map((l) => round(l)),
+    postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+    commit: gitCommit(),
+    pg_pool_max: config.PG_POOL_MAX,
+    mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external',
+    workers_in_process: config.RUN_WORKERS
+  }
+  const report = {
+    run_id: runId,
+    finished_at: new Date().toISOString(),
+    mode: ci ? 'ci' : onlyJit ? 'jit' : 'full',
+    settings: { connections, duration_s: durationS, warmup_s: warmupS, users: userCount, cards_per_user: cardsPerUser, corporate_cards: corporateCards },
+    environment,
+    redis_lookup_ms: redisDirect !== undefined ? roundSummary(redisDirect, 3) : undefined,
+    routes: rows.map((row) => ({
+      name: row.name,
+      route: row.route,
+      reference: row.reference,
+      skipped: row.skipped,
+      req_per_s: row.result !== undefined ? Math.round(row.result.reqPerSec) : undefined,
+      ratio_to_reference: row.ratio !== undefined ? round(row.ratio, 3) : undefined,
+      latency_ms: row.result !== undefined ? roundSummary(row.result.latency, 3) : undefined,
+      autocannon_latency_ms: row.result?.autocannon,
+      requests: row.result?.requests,
+      statuses: row.result?.statuses,
+      unexpected_statuses: row.unexpected,
+      errors: row.result?.errors,
+      timeouts: row.result?.timeouts
+    })),
+    goals,
+    jit_profiler_after_jit_phase: profiler,
+    notes,
+    ci: { budgets: budget, passed: failures.length === 0, failures }
+  }
+
+  console.log('\n' + textTable(header, cells))
+  if (redisDirect !== undefined) console.log(`\nRedis lookup (direct, ${redisDirect.count} sequential GETs): p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms, max ${redisDirect.max.toFixed(3)} ms`)
+  for (const [name, g] of Object.entries(goals)) if (g !== undefined) console.log(`goal ${name}: ${g.value} (goal ${name.endsWith('ratio_vs_pg') ? '>=' : '<='} ${g.goal}) ${g.met ? 'met' : 'NOT met'}`)
+  for (const note of notes) console.log(`note: ${note}`)
+
+  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url))
+  await mkdir(dir, { recursive: true })
+  const stem = ci ? 'ci' : onlyJit ? 'latest-jit' : 'latest'
+  await writeFile(`${dir}${stem}.json`, JSON.stringify(report, null, 2) + '\n')
+  await writeFile(`${dir}${stem}.md`, markdownReport(report, header, cells, redisDirect))
+  console.log(`\nwritten: bench/results/${stem}.json, bench/results/${stem}.md`)
+
+  if (failures.length > 0) {
+    console.log(`\nbench budget check: FAILED\n${failures.map((f) => `  - ${f}`).join('\n')}`)
+    return ci ? 1 : 0
+  }
+  console.log('\nbench budget check: passed (JIT p99 < 100 ms, Redis lookup p99 < 5 ms, only expected statuses)')
+  return 0
+}
+
+function definePhases (app: FastifyInstance, config: Config, population: Population, runId: string): Phase[] {
+  const json = { 'content-type': 'application/json' }
+  const jitHeaders = { ...json, authorization: basicAuth(config.JIT_BASIC_AUTH_USER, config.JIT_BASIC_AUTH_PASSWORD) }
+  const adminHeaders = { authorization: `Bearer ${config.ADMIN_TOKEN}` }
+  const webhookBody = JSON.stringify(pingBody)
+  const webhookHeaders: Record<string, string> = { ...json, authorization: basicAuth(config.WEBHOOK_BASIC_AUTH_USER, config.WEBHOOK_BASIC_AUTH_PASSWORD) }
+  if (config.WEBHOOK_SECRET !== undefined) {
+    webhookHeaders['x-marqeta-signature'] = createHmac(config.WEBHOOK_SIGNATURE_ALGORITHM, config.WEBHOOK_SECRET).update(webhookBody).digest('hex')
+  }
+  const jitScenario = (method: string, pairs: Array<[string, string]>) => (tag: string): Scenario =>
+    ({ type: 'jit', method, pairs, tokenPrefix: `b${runId}${tag}-`, headers: jitHeaders, minMinor: 100, maxMinor: 5000 })
+  const get = (path: string, headers: Record<string, string> = {}) => (): Scenario => ({ type: 'static', method: 'GET', path, headers })
+  const post = (path: string) => (): Scenario => ({ type: 'static', method: 'POST', path, headers: json, body: '{}' })
+  /** A route the other work streams are still building: skipped (with a note) while Fastify does not know it. */
+  const routeExists = (method: string, path: string, headers: Record<string, string>, body?: string) => async (): Promise<string | undefined> => {
+    const res = await app.inject({ method: method as 'GET', url: path, headers, payload: body })
+    if (res.statusCode === 404 && /Route .* not found/.test(res.body)) return `${method} ${path.replace(/\/[^/]*$/, '/…')} does not exist yet`
+    if (res.statusCode !== 200) return `probe answered ${res.statusCode}: ${res.body.slice(0, 160)}`
+    return undefined
+  }
+  const someUser = population.users[0]
+  return [
+    { name: 'hello', route: 'GET /bench/hello', scenario: get('/bench/hello'), expected: [200] },
+    { name: 'redis', route: 'GET /bench/redis', reference: 'hello', scenario: get('/bench/redis'), expected: [200] },
+    { name: 'pg', route: 'POST /bench/pg', reference: 'hello', scenario: post('/bench/pg'), expected: [200] },
+    { name: 'jit', route: 'POST /marqeta/jit pgfs.authorization', reference: 'pg', scenario: jitScenario('pgfs.authorization', population.pairs), expected: [200, 402], jit: true },
+    { name: 'pg-hot', route: 'POST /bench/pg-hot', reference: 'pg', scenario: post('/bench/pg-hot'), expected: [200] },
+    { name: 'jit-hot', route: 'POST /marqeta/jit, one account', reference: 'pg-hot', scenario: jitScenario('pgfs.authorization', population.corporatePairs), expected: [200, 402], jit: true },
+    { name: 'balance', route: 'POST /marqeta/jit pgfs.balanceinquiry', reference: 'pg', scenario: jitScenario('pgfs.balanceinquiry', population.pairs), expected: [200], jit: true },
+    {
+      name: 'webhook',
+      route: 'POST /marqeta/webhooks ping',
+      reference: 'pg',
+      scenario: () => ({ type: 'static', method: 'POST', path: '/marqeta/webhooks', headers: webhookHeaders, body: webhookBody }),
+      expected: [200],
+      probe: routeExists('POST', '/marqeta/webhooks', webhookHeaders, webhookBody)
+    },
+    {
+      name: 'admin-read',
+      route: 'GET /v1/users/:token',
+      reference: 'redis',
+      scenario: () => ({ type: 'tokens', pathPrefix: '/v1/users/', tokens: population.users, headers: adminHeaders }),
+      expected: [200],
+      probe: routeExists('GET', `/v1/users/${someUser}`, adminHeaders)
+    }
+  ]
+}
+
+function load (address: string, o: { durationS: number, scenario: Scenario }): Promise<LoadResult> {
+  const job: LoadJob = { url: address, connections, durationS: o.durationS, scenario: o.scenario }
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./load-worker.js', import.meta.url), { workerData: job })
+    worker.once('message', (m: { ok: boolean, result?: LoadResult, error?: string }) => {
+      if (m.ok) resolve(m.result!)
+      else reject(new Error(`load worker failed: ${m.error}`))
+    })
+    worker.once('error', reject)
+  })
+}
+
+/** Redis lookups timed one by one from the service's own client (autocannon rounds to whole milliseconds). */
+async function measureRedis (app: FastifyInstance, count = 5000): Promise<LatencySummary> {
+  for (let i = 0; i < 500; i++) await app.redis.get(REDIS_KEY)
+  const samples = new Samples()
+  for (let i = 0; i < count; i++) {
+    const started = performance.now()
+    await app.redis.get(REDIS_KEY)
+    samples.add(performance.now() - started)
+  }
+  return samples.summary()
+}
+
+/**
+ * Lets the outbox relay (if it runs in this process) catch up before the next measurement, so one route's publishing
+ * does not land on the next route's figures. Stops when the backlog is empty, stops shrinking, or after 30 s.
+ */
+async function drainOutbox (app: FastifyInstance): Promise<string | undefined> {
+  const count = async (): Promise<number> => (await app.db.pool.query('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL')).rows[0].n
+  const started = performance.now()
+  let previous = await count()
+  const first = previous
+  let stalled = 0
+  while (previous > 0 && performance.now() - started < 30_000 && stalled < 2) {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const now = await count()
+    stalled = now >= previous ? stalled + 1 : 0
+    previous = now
+  }
+  if (first === 0) return undefined
+  const waited = Math.round(performance.now() - started)
+  return previous === 0
+    ? `outbox backlog of ${first} drained in ${waited} ms`
+    : `outbox backlog ${first} -> ${previous} after ${waited} ms (no relay publishing in this process, or it is slower than the bench)`
+}
+
+function roundSummary (s: LatencySummary, digits: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, digits)]))
+}
+
+function gitCommit (): string | undefined {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== ''
+    return dirty ? `${head}+uncommitted` : head
+  } catch {
+    return undefined
+  }
+}
+
+function markdownReport (report: { run_id: string, finished_at: string, mode: string, settings: object, environment: object, goals: object, notes: string[], ci: { passed: boolean, failures: string[] } },
+  header: string[], cells: string[][], redis: LatencySummary | undefined): string {
+  const lines = [
+    `# Bench ${report.mode} run ${report.run_id} (${report.finished_at})`,
+    '',
+    `Settings: ${JSON.stringify(report.settings)}`,
+    '',
+    `Environment: ${JSON.stringify(report.environment)}`,
+    '',
+    'Latency from autocannon\'s per-request times (fractional ms), all statuses included; req/s = responses / duration;',
+    'ratio = req/s of the row / req/s of its reference measured in the same run.',
+    '',
+    markdownTable(header, cells),
+    ''
+  ]
+  if (redis !== undefined) lines.push(`Redis lookup (direct, ${redis.count} sequential GETs): p50 ${redis.p50.toFixed(3)} ms, p99 ${redis.p99.toFixed(3)} ms, max ${redis.max.toFixed(3)} ms`, '')
+  lines.push(`Goals (DESIGN §10): \`${JSON.stringify(report.goals)}\``, '')
+  for (const note of report.notes) lines.push(`- note: ${note}`)
+  lines.push('', `Budget check (CI floors): ${report.ci.passed ? 'passed' : 'FAILED'}`, ...report.ci.failures.map((f) => `- ${f}`), '')
+  return lines.join('\n')
+}
+
+main().then(
+  (code) => { process.exit(code) },
+  (err: Error) => { console.error(`bench failed: ${err.stack ?? err.message}`); process.exit(1) }
+)
