@@ -62,6 +62,7 @@ export class Broker extends EventEmitter {
   private connection?: ChannelModel
   private channel?: ConfirmChannel
   private readonly consumers = new Map<string, Handler>()
+  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag: string }>()
   private closing = false
   private attempt = 0
   private timer?: NodeJS.Timeout
@@ -187,7 +188,19 @@ export class Broker extends EventEmitter {
     const channel = await connection.createConfirmChannel()
     channel.on('error', (err) => this.opts.log.warn({ err, queue }, 'rabbitmq consumer channel error'))
     await channel.prefetch(this.opts.prefetch)
-    await channel.consume(queue, (msg) => { if (msg !== null) void this.handle(channel, queue, msg, handler) })
+    const { consumerTag } = await channel.consume(queue, (msg) => { if (msg !== null) void this.handle(channel, queue, msg, handler) })
+    this.subscriptions.set(queue, { channel, consumerTag })
+  }
+
+  /**
+   * Stops delivering `queue` to this process (also after reconnects). Messages already handed to the handler keep their
+   * channel, so they are still acked (or retried) when it finishes; close the broker after waiting for them.
+   */
+  async cancel (queue: string): Promise<void> {
+    this.consumers.delete(queue)
+    const subscription = this.subscriptions.get(queue)
+    this.subscriptions.delete(queue)
+    await subscription?.channel.cancel(subscription.consumerTag).catch(() => {})
   }
 
   private async handle (channel: ConfirmChannel, queue: string, msg: ConsumeMessage, handler: Handler): Promise<void> {
