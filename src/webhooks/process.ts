@@ -1,0 +1,124 @@
+import type pg from 'pg'
+import type { Queryable } from '../db.js'
+import { InvalidWebhookItemError, planTransaction, type LedgerEffect } from './transaction.js'
+
+export interface LedgerResult {
+  status: 'applied' | 'duplicate' | 'declined' | 'no_account'
+  approved_minor: number | string
+  overdrawn?: boolean
+  reason?: string
+}
+
+export interface ProcessDeps {
+  db: Queryable & { transaction: <T>(work: (client: pg.PoolClient) => Promise<T>) => Promise<T> }
+  holdExpirationDays: number
+  /** Drops cached authorization contexts after a state change (plugins/cache.ts). */
+  invalidate?: (what: { cards?: string[], users?: string[] }) => Promise<void>
+  onOverdrawn?: () => void
+  log?: { warn: (obj: object, msg?: string) => void }
+}
+
+export type ProcessOutcome =
+  | { type: 'transactions', action: 'ledger', effectKey: string, result: LedgerResult }
+  | { type: 'cards' | 'usertransitions', action: 'state', token: string, changed: boolean }
+  | { type: string, action: 'none', reason: string }
+
+/**
+ * The effect of one queued webhook item (`webhooks.process`). Safe to run any number of times and in any order:
+ * ledger effects are keyed (effects table), state updates are absolute. Throws on anything that may succeed later
+ * (database down, a user not created yet) or never (invalid item): the broker retries, then dead-letters.
+ */
+export async function processWebhookItem (deps: ProcessDeps, routingKey: string, content: Buffer): Promise<ProcessOutcome> {
+  const type = routingKey.startsWith('webhook.') ? routingKey.slice('webhook.'.length) : routingKey
+  let item: unknown
+  try {
+    item = JSON.parse(content.toString('utf8'))
+  } catch {
+    throw new InvalidWebhookItemError(`${type} item is not valid JSON`)
+  }
+  switch (type) {
+    case 'transactions': return await applyTransaction(deps, item)
+    case 'cards': return await applyCardTransition(deps, item)
+    case 'usertransitions': return await applyUserTransition(deps, item)
+    default: return { type, action: 'none', reason: type === 'pings' ? 'ping' : 'unknown webhook type (archived only)' }
+  }
+}
+
+async function applyTransaction (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
+  const plan = planTransaction(item, deps.holdExpirationDays)
+  if (plan.action === 'none') return { type: 'transactions', action: 'none', reason: plan.reason }
+  const result = await applyLedgerEffect(deps.db, plan.effect, plan.supersedes)
+  if (result.status === 'no_account') {
+    throw new Error(`no account for user ${plan.effect.user_token} (${plan.effect.effect_key})`)
+  }
+  if (result.status === 'declined') {
+    // Forced effects skip every check; a decline here means the ledger function changed under us.
+    throw new Error(`ledger refused a forced ${plan.effect.kind} (${plan.effect.effect_key}): ${result.reason ?? 'declined'}`)
+  }
+  if (result.status === 'applied' && result.overdrawn === true) deps.onOverdrawn?.()
+  return { type: 'transactions', action: 'ledger', effectKey: plan.effect.effect_key, result }
+}
+
+/**
+ * One transaction: the effect, then the keys it supersedes recorded as already done (ON CONFLICT: an effect that
+ * did happen keeps its own record). ledger_apply locks the user's account first, so a JIT decision for the same
+ * account waits for this commit and then sees the superseding record.
+ */
+export async function applyLedgerEffect (db: ProcessDeps['db'], effect: LedgerEffect, supersedes: string[] = []): Promise<LedgerResult> {
+  return await db.transaction(async (client) => {
+    const { rows } = await client.query<{ r: LedgerResult }>('SELECT ledger_apply($1::jsonb) AS r', [JSON.stringify(effect)])
+    const result = rows[0].r
+    if (result.status === 'applied' && supersedes.length > 0) {
+      await client.query(
+        `INSERT INTO effects (effect_key, result)
+         SELECT k, jsonb_build_object('status', 'superseded', 'approved_minor', 0, 'by', $2::text) FROM unnest($1::text[]) k
+         ON CONFLICT (effect_key) DO NOTHING`, [supersedes, effect.effect_key])
+    }
+    return result
+  })
+}
+
+// Marqeta's card states that we keep (cards.state); TERMINATED is final.
+const cardStates = new Set(['ACTIVE', 'SUSPENDED', 'TERMINATED', 'UNACTIVATED'])
+// Marqeta's user statuses mapped onto ours (users.status); CLOSED is final and TERMINATED closes.
+const userStatuses: Record<string, string> = { ACTIVE: 'ACTIVE', SUSPENDED: 'SUSPENDED', CLOSED: 'CLOSED', TERMINATED: 'CLOSED' }
+
+const str = (v: unknown): string | undefined => typeof v === 'string' && v !== '' ? v : undefined
+
+async function applyCardTransition (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
+  const transition = (item ?? {}) as Record<string, unknown>
+  const cardToken = str(transition.card_token)
+  const state = str(transition.state)
+  if (cardToken === undefined || state === undefined) throw new InvalidWebhookItemError('card transition without card_token or state')
+  if (!cardStates.has(state)) return { type: 'cards', action: 'none', reason: `card state ${state} not tracked` }
+  const { rowCount } = await deps.db.query(
+    `UPDATE cards SET state = $2, last_modified_time = now()
+      WHERE token = $1 AND state <> 'TERMINATED' AND state <> $2`, [cardToken, state])
+  const changed = (rowCount ?? 0) > 0
+  if (changed) await invalidate(deps, { cards: [cardToken] })
+  return { type: 'cards', action: 'state', token: cardToken, changed }
+}
+
+async function applyUserTransition (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
+  const transition = (item ?? {}) as Record<string, unknown>
+  const userToken = str(transition.user_token)
+  const status = str(transition.status)
+  if (userToken === undefined || status === undefined) throw new InvalidWebhookItemError('user transition without user_token or status')
+  const mapped = userStatuses[status]
+  if (mapped === undefined) return { type: 'usertransitions', action: 'none', reason: `user status ${status} not tracked` }
+  const { rowCount } = await deps.db.query(
+    `UPDATE users SET status = $2, last_modified_time = now()
+      WHERE token = $1 AND status <> 'CLOSED' AND status <> $2`, [userToken, mapped])
+  const changed = (rowCount ?? 0) > 0
+  if (changed) await invalidate(deps, { users: [userToken] })
+  return { type: 'usertransitions', action: 'state', token: userToken, changed }
+}
+
+async function invalidate (deps: ProcessDeps, what: { cards?: string[], users?: string[] }): Promise<void> {
+  try {
+    await deps.invalidate?.(what)
+  } catch (err) {
+    // PostgreSQL re-checks states on every money movement, so a stale cache costs at most a wrong decline until its TTL.
+    deps.log?.warn({ err: (err as Error).message, ...what }, 'cache invalidation after a webhook failed')
+  }
+}
