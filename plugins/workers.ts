@@ -1,3 +1,89 @@
 import fp from 'fastify-plugin'
+import type { Delivery, Handler } from '../src/broker.js'
+import { OutboxRelay } from '../src/outbox-relay.js'
+import { HoldExpiry } from '../src/hold-expiry.js'
+import { archiveMessage } from '../src/archive.js'
+import { processWebhookItem } from '../src/webhooks/process.js'
 
-export default fp(async () => {}, { name: 'workers', dependencies: ['config', 'postgres', 'rabbitmq', 'mongodb'] })
+export const WEBHOOKS_QUEUE = 'webhooks.process'
+export const ARCHIVE_QUEUE = 'transactions.archive'
+const QUEUE_SAMPLE_MS = 5000
+
+/**
+ * The background work of DESIGN §7 when RUN_WORKERS is true: the outbox relay, the `webhooks.process` and
+ * `transactions.archive` consumers, the hold-expiry timer, and the queue-depth gauges. Started once the app is ready;
+ * stopped in onClose, which runs before the store plugins' own onClose (registered earlier, closed later).
+ */
+export default fp(async (app) => {
+  const { config, broker, telemetry } = app
+  if (!config.RUN_WORKERS) return
+
+  const relay = new OutboxRelay({
+    pool: app.db.pool,
+    databaseUrl: config.DATABASE_URL,
+    broker,
+    pollMs: config.OUTBOX_POLL_MS,
+    log: app.log,
+    metrics: telemetry
+  })
+  const expiry = new HoldExpiry(app.db.pool, config.HOLD_EXPIRY_INTERVAL_MS, app.log)
+  const inFlight = new Set<Promise<void>>()
+  let sampler: NodeJS.Timeout | undefined
+
+  const measured = (queue: string, handler: Handler): Handler => async (delivery: Delivery) => {
+    const started = performance.now()
+    const work = handler(delivery)
+    const tracked = work.then(() => {}, () => {})
+    inFlight.add(tracked)
+    try {
+      await work
+    } finally {
+      inFlight.delete(tracked)
+      telemetry.consumeDuration.observe({ queue }, (performance.now() - started) / 1000)
+    }
+  }
+
+  const processWebhook: Handler = async ({ routingKey, content }) => {
+    await processWebhookItem({
+      db: app.db,
+      holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
+      invalidate: (what) => app.invalidateContext(what),
+      onOverdrawn: () => telemetry.ledgerOverdrawn.inc(),
+      log: app.log
+    }, routingKey, content)
+  }
+
+  const archive: Handler = async ({ routingKey, messageId, content, headers }) => {
+    const db = app.mongo.db
+    if (db === undefined) throw new Error('MongoDB database not configured')
+    await archiveMessage(db, { routingKey, messageId, content, headers })
+  }
+
+  const sampleQueues = async (): Promise<void> => {
+    for (const { name } of broker.topology.queues) {
+      const stats = await broker.queueStats(name).catch(() => undefined)
+      if (stats === undefined) continue
+      telemetry.queueDepth.set({ queue: name }, stats.messages)
+      telemetry.queueDepth.set({ queue: `${name}.dlq` }, stats.dlq)
+    }
+  }
+
+  app.addHook('onReady', async () => {
+    await broker.consume(WEBHOOKS_QUEUE, measured(WEBHOOKS_QUEUE, processWebhook))
+    await broker.consume(ARCHIVE_QUEUE, measured(ARCHIVE_QUEUE, archive))
+    await relay.start()
+    expiry.start()
+    sampler = setInterval(() => { void sampleQueues() }, QUEUE_SAMPLE_MS)
+    sampler.unref()
+  })
+
+  app.addHook('onClose', async () => {
+    clearInterval(sampler)
+    await broker.cancel(WEBHOOKS_QUEUE)
+    await broker.cancel(ARCHIVE_QUEUE)
+    // Handlers already running finish and ack on their channel before the broker and the stores close.
+    await Promise.all([...inFlight])
+    await relay.stop()
+    await expiry.stop()
+  })
+}, { name: 'workers', dependencies: ['config', 'postgres', 'rabbitmq', 'mongodb', 'cache'] })

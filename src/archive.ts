@@ -1,6 +1,10 @@
-import type { Db } from 'mongodb'
+import { createHash } from 'node:crypto'
+import { ObjectId, type Db } from 'mongodb'
+import { jitFundingOf, type Transaction } from './marqeta.js'
 
 export const archiveCollection = 'marqeta_messages'
+/** Ledger and other internal events: kept apart so that the Marqeta archive holds Marqeta's messages only. */
+export const eventsCollection = 'events'
 
 /** Indexes of DESIGN §7. CongoDB does not enforce unique indexes, so uniqueness comes from upserts by `_id`. */
 export async function ensureArchiveIndexes (db: Db): Promise<void> {
@@ -10,4 +14,100 @@ export async function ensureArchiveIndexes (db: Db): Promise<void> {
   await messages.createIndex({ card_token: 1 })
   await messages.createIndex({ user_token: 1 })
   await messages.createIndex({ received_at: -1 })
+  await messages.createIndex({ message_id: 1 })
+  const events = db.collection(eventsCollection)
+  await events.createIndex({ jit_token: 1 })
+  await events.createIndex({ user_token: 1 })
+  await events.createIndex({ received_at: -1 })
+}
+
+export interface ArchivedMessage {
+  _id: ObjectId
+  message_id: string
+  routing_key: string
+  token?: string
+  jit_token?: string
+  card_token?: string
+  user_token?: string
+  received_at: Date
+  payload: unknown
+}
+
+/**
+ * The document `_id` for a message id: an ObjectId made of the first 12 bytes of its SHA-256, so that a redelivered
+ * message lands on the same document. (CongoDB, the embedded server, only accepts ObjectId `_id`s.)
+ */
+export function archiveId (messageId: string): ObjectId {
+  return new ObjectId(createHash('sha256').update(messageId).digest().subarray(0, 12))
+}
+
+export interface ArchiveInput {
+  routingKey: string
+  messageId?: string
+  content: Buffer
+  headers?: Record<string, unknown>
+}
+
+const str = (v: unknown): string | undefined => typeof v === 'string' && v !== '' ? v : undefined
+const obj = (v: unknown): Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {}
+
+/** Which collection a message goes to and the document it becomes: the tokens it can be found by, and the whole payload. */
+export function archiveDocument (input: ArchiveInput, now = new Date()): { collection: string, doc: ArchivedMessage } {
+  const { routingKey, content } = input
+  const messageId = input.messageId ?? createHash('sha256').update(routingKey).update('\n').update(content).digest('hex')
+  let payload: unknown
+  try {
+    payload = JSON.parse(content.toString('utf8'))
+  } catch {
+    payload = { unparsable: content.toString('base64') }
+  }
+  const body = obj(payload)
+  const doc: ArchivedMessage = {
+    _id: archiveId(messageId),
+    message_id: messageId,
+    routing_key: routingKey,
+    received_at: receivedAt(input.headers, body, now),
+    payload
+  }
+  let collection = eventsCollection
+  if (routingKey.startsWith('jit.')) {
+    // The JIT path's event: {jit_token, user_token, card_token, request, response, ...}.
+    collection = archiveCollection
+    const request = obj(body.request)
+    doc.token = str(request.token) ?? str(body.jit_token)
+    doc.jit_token = str(body.jit_token)
+    doc.card_token = str(body.card_token) ?? str(request.card_token)
+    doc.user_token = str(body.user_token) ?? str(request.user_token)
+  } else if (routingKey.startsWith('webhook.')) {
+    // A webhook item as Marqeta sent it: a transaction, a card or user transition, a ping, or anything else.
+    collection = archiveCollection
+    const jit = jitFundingOf(body as Transaction)
+    doc.token = str(body.token)
+    doc.jit_token = str(obj(jit).token)
+    doc.card_token = str(body.card_token)
+    doc.user_token = str(body.user_token) ?? str(obj(jit).user_token)
+  } else {
+    doc.jit_token = str(body.jit_token) ?? str(body.hold_jit_token)
+    doc.user_token = str(body.user_token)
+  }
+  for (const key of ['token', 'jit_token', 'card_token', 'user_token'] as const) if (doc[key] === undefined) delete doc[key]
+  return { collection, doc }
+}
+
+function receivedAt (headers: Record<string, unknown> | undefined, body: Record<string, unknown>, now: Date): Date {
+  for (const candidate of [headers?.['x-received-at'], body.created_at]) {
+    if (typeof candidate === 'string') {
+      const date = new Date(candidate)
+      if (!Number.isNaN(date.getTime())) return date
+    }
+  }
+  return now
+}
+
+/** Writes a message once: an upsert on its `_id` that only inserts, so a redelivery changes nothing. */
+export async function archiveMessage (db: Db, input: ArchiveInput, now = new Date()): Promise<{ collection: string, id: ObjectId, inserted: boolean }> {
+  const { collection, doc } = archiveDocument(input, now)
+  const { _id, ...fields } = doc
+  const result = await db.collection<ArchivedMessage>(collection).updateOne({ _id }, { $setOnInsert: fields }, { upsert: true })
+  return { collection, id: _id, inserted: result.upsertedCount > 0 }
 }
