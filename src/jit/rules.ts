@@ -73,7 +73,9 @@ export function checkSpendingControls (ctx: AuthContext, p: Purchase, now: Date)
         amount_limit: c.amount_limit,
         usage_limit: p.incremental ? null : c.usage_limit,
         since: (windowStart(c, now) as Date).toISOString(),
-        user_token: c.card_token === null ? c.user_token ?? null : null,
+        // A program-wide control limits each cardholder (Marqeta's model), and only this user's account is locked
+        // while the ledger counts, so usage is always counted per user (or per card for a card's control).
+        user_token: c.card_token === null ? c.user_token ?? p.userToken : null,
         card_token: c.card_token,
         mcc: c.mcc,
         mid: c.mid
