@@ -138,3 +138,39 @@ export function postJit (app: FastifyInstance, body: unknown, headers: Record<st
 export async function invalidate (app: FastifyInstance, what: { users?: string[], cards?: string[], controls?: string[] }): Promise<void> {
   await app.invalidateContext(what)
 }
+
+export interface VelocityControlOptions {
+  user?: string | null
+  card?: string | null
+  window: 'DAY' | 'WEEK' | 'MONTH' | 'LIFETIME' | 'TRANSACTION'
+  amountLimitMinor?: number | null
+  usageLimit?: number | null
+  mcc?: string | null
+  mid?: string | null
+  currency?: string
+  createdTime?: Date
+}
+
+/** A velocity control row (what POST /v1/velocitycontrols writes); returns its token. */
+export async function velocityControl (db: Queryable, o: VelocityControlOptions): Promise<string> {
+  const token = uniq('vc')
+  await db.query(`INSERT INTO velocity_controls (token, user_token, card_token, currency_code, amount_limit, usage_limit, velocity_window, mcc, mid, created_time)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))`,
+  [token, o.user ?? null, o.card ?? null, o.currency ?? 'USD', o.amountLimitMinor ?? null, o.usageLimit ?? null, o.window, o.mcc ?? null, o.mid ?? null, o.createdTime ?? null])
+  return token
+}
+
+/** An auth control row (blocks the merchants it scopes); returns its token. */
+export async function authControl (db: Queryable, o: { user?: string | null, card?: string | null, mcc?: string | null, mid?: string | null }): Promise<string> {
+  const token = uniq('ac')
+  await db.query('INSERT INTO auth_controls (token, user_token, card_token, mcc, mid) VALUES ($1, $2, $3, $4, $5)',
+    [token, o.user ?? null, o.card ?? null, o.mcc ?? null, o.mid ?? null])
+  return token
+}
+
+/** A past use counted by velocity windows, as an approved purchase at `createdAt` would have left. */
+export async function pastSpend (db: Queryable, o: { user: string, card?: string, amountMinor: number, uses?: number, createdAt: Date, mcc?: string, mid?: string, currency?: string }): Promise<void> {
+  await db.query(`INSERT INTO spend (jit_token, user_token, card_token, currency_code, mcc, mid, amount, uses, created_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+  [uniq('past'), o.user, o.card ?? null, o.currency ?? 'USD', o.mcc ?? '5411', o.mid ?? '000000091234', o.amountMinor, o.uses ?? 1, o.createdAt])
+}

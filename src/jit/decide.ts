@@ -24,10 +24,13 @@ export interface JitAnswer {
   result: 'approved' | 'declined'
   reason?: string
   group: MethodGroup
+  /** The ledger effect of this message drove the account negative (stand-in, forced posting): counted in a metric. */
+  overdrawn: boolean
 }
 
 /** PostgreSQL cannot answer at all: the route answers 503 so that Marqeta's stand-in rules apply. */
 export class LedgerUnavailableError extends Error {
+  override name = 'LedgerUnavailableError'
   statusCode = 503
 }
 
@@ -72,7 +75,8 @@ export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitF
   let outcome: RuleOutcome | undefined
   let effect: Record<string, unknown> | undefined
   if (mode === 'decide' || mode === 'inquiry') {
-    const ctx = await loadAuthContext(deps.context, txn.card_token, jit.user_token)
+    const ctx = await withinDeadline(loadAuthContext(deps.context, txn.card_token, jit.user_token), deadlineAt)
+    if (ctx === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
     deps.stage('context')
     const purchase: Purchase = {
       cardToken: txn.card_token,
@@ -149,10 +153,11 @@ export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitF
   }
   const row = await callJitDecide(deps.pool, call, deadlineAt)
   deps.stage('ledger')
-  if (row === undefined) {
-    const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(call.amount_text), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: 'gateway deadline exceeded; nothing was held' } })
-    return { statusCode: 402, body, replay: false, result: 'declined', reason: 'DEADLINE', group }
-  }
+  if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
+  return answerOf(row, group)
+}
+
+function answerOf (row: DecisionRow, group: MethodGroup): JitAnswer {
   const statusCode = row.status_code as 200 | 402
   return {
     statusCode,
@@ -160,16 +165,47 @@ export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitF
     replay: row.replay,
     result: statusCode === 200 ? 'approved' : 'declined',
     reason: statusCode === 402 ? (JSON.parse(row.response).jit_funding?.decline_reason as string) : undefined,
-    group
+    group,
+    overdrawn: row.overdrawn === true
   }
 }
+
+/**
+ * The answer past the deadline: a decline, nothing held. It is recorded as this token's decision (off the answer's
+ * path, best effort) so that a replay gets the same bytes instead of a fresh decision that could hold money Marqeta
+ * was told it would not get. Only a token nobody decided yet is recorded (ON CONFLICT DO NOTHING).
+ */
+function deadlineAnswer (pool: pg.Pool, txn: Transaction, jit: JitFunding, echo: Record<string, unknown>, group: MethodGroup): JitAnswer {
+  const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(amountText(jit.amount)), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: 'gateway deadline exceeded; nothing was held' } })
+  pool.query(`INSERT INTO decisions (jit_token, method, user_token, card_token, transaction_token, result, decline_reason, status_code, response, currency_code)
+              VALUES ($1, $2, $3, $4, $5, 'declined', 'TRANSACTION_NOT_PERMITTED', 402, $6, $7) ON CONFLICT (jit_token) DO NOTHING`,
+  [jit.token, jit.method, jit.user_token, txn.card_token ?? null, txn.token ?? null, body, (txn.currency_code ?? 'USD').slice(0, 3)])
+    .catch(() => { /* best effort: without the record a replay is decided afresh */ })
+  return { statusCode: 402, body, replay: false, result: 'declined', reason: 'DEADLINE', group, overdrawn: false }
+}
+
+/**
+ * The context load is bounded by the deadline like the ledger call, and a PostgreSQL that cannot be reached
+ * while loading it is a 503 as well (not a 500). Undefined when the deadline passed first.
+ */
+async function withinDeadline<T> (work: Promise<T>, deadlineAt: number): Promise<T | undefined> {
+  try {
+    return await withDeadline(work, deadlineAt, () => {})
+  } catch (err) {
+    if (err instanceof DeadlineError) return undefined
+    if (isConnectionError(err)) throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
+    throw err
+  }
+}
+
+interface DecisionRow { status_code: number, response: string, replay: boolean, overdrawn?: boolean }
 
 /**
  * Runs jit_decide within the deadline: the wait for a pooled connection is bounded, and the remaining time bounds
  * lock waits inside the statement (lock_timeout), so a decision that cannot finish in time rolls back entirely.
  * Returns undefined when the deadline passed (nothing was changed).
  */
-async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<{ status_code: number, response: string, replay: boolean } | undefined> {
+async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<DecisionRow | undefined> {
   let client: pg.PoolClient
   try {
     client = await withDeadline(pool.connect(), deadlineAt, (late) => late.release())
@@ -180,7 +216,7 @@ async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, dead
   try {
     const remaining = Math.floor(deadlineAt - performance.now())
     if (remaining <= 0) return undefined
-    const { rows } = await client.query('SELECT status_code, response, replay FROM jit_decide($1::jsonb)', [{ ...call, lock_timeout_ms: remaining }])
+    const { rows } = await client.query<DecisionRow>('SELECT * FROM jit_decide($1::jsonb)', [{ ...call, lock_timeout_ms: remaining }])
     return rows[0]
   } catch (err) {
     const code = (err as { code?: string }).code

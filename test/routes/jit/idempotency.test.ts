@@ -1,0 +1,78 @@
+import t from 'tap'
+import { build } from '../../helper.js'
+import { account, cardholder, decisionOf, holdCount, holdOf, jitRequest, postJit } from '../../jit-fixtures.js'
+
+const app = await build(t)
+const db = app.db
+
+t.test('a replayed jit token gets the first answer byte for byte and no second hold', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const body = jitRequest({ user: ch.user, card: ch.card, amount: '25.00' })
+  const first = await postJit(app, body)
+  t.equal(first.statusCode, 200)
+  const again = await postJit(app, body)
+  t.equal(again.statusCode, first.statusCode)
+  t.equal(again.body, first.body)
+  t.equal(again.headers['content-type'], first.headers['content-type'])
+  t.equal(await holdCount(db, ch.user), 1)
+  t.match(await account(db, ch.user), { debits_pending: 2500, available: 7500 })
+
+  // Even when the replay would now be decided otherwise (other amount, no money left).
+  const changed = jitRequest({ user: ch.user, card: ch.card, amount: '99.99', token: body.gpa_order.jit_funding.token })
+  const third = await postJit(app, changed)
+  t.equal(third.statusCode, 200)
+  t.equal(third.body, first.body)
+  t.match(await account(db, ch.user), { debits_pending: 2500, available: 7500 })
+})
+
+t.test('a replayed decline is the same decline, also after the reason went away', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 100 })
+  const body = jitRequest({ user: ch.user, card: ch.card, amount: 5 })
+  const first = await postJit(app, body)
+  t.equal(first.statusCode, 402)
+  t.equal(first.json().jit_funding.decline_reason, 'INSUFFICIENT_FUNDS')
+  await db.query('SELECT ledger_apply($1::jsonb)', [{ kind: 'credit', effect_key: `${ch.user}:topup`, user_token: ch.user, currency_code: 'USD', amount_minor: 10_000, forced: true }])
+  const again = await postJit(app, body)
+  t.equal(again.statusCode, 402)
+  t.equal(again.body, first.body)
+  t.equal(await holdCount(db, ch.user), 0)
+})
+
+t.test('50 concurrent copies of one token: one hold and 50 identical answers', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const body = jitRequest({ user: ch.user, card: ch.card, amount: '7.77' })
+  const answers = await Promise.all(Array.from({ length: 50 }, () => postJit(app, body)))
+  t.same(new Set(answers.map((r) => r.statusCode)), new Set([200]))
+  t.equal(new Set(answers.map((r) => r.body)).size, 1, 'every copy got the same bytes')
+  t.equal(await holdCount(db, ch.user), 1)
+  t.match(await holdOf(db, body.gpa_order.jit_funding.token), { amount: 777, remaining: 777, status: 'PENDING' })
+  t.match(await account(db, ch.user), { debits_pending: 777, available: 10_000 - 777 })
+  const { rows } = await db.query('SELECT count(*)::int AS n FROM entries WHERE jit_token = $1', [body.gpa_order.jit_funding.token])
+  t.equal(rows[0].n, 1, 'one journal entry')
+  t.match(await decisionOf(db, body.gpa_order.jit_funding.token), { result: 'approved', status_code: 200 })
+})
+
+t.test('100 concurrent authorizations of 1.00 on 50.00: exactly 50 approved, never overdrawn', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 5000 })
+  const bodies = Array.from({ length: 100 }, () => jitRequest({ user: ch.user, card: ch.card, amount: 1 }))
+  const answers = await Promise.all(bodies.map((b) => postJit(app, b)))
+  const approved = answers.filter((r) => r.statusCode === 200)
+  const declined = answers.filter((r) => r.statusCode === 402)
+  t.equal(approved.length, 50)
+  t.equal(declined.length, 50)
+  t.same(new Set(declined.map((r) => r.json().jit_funding.decline_reason)), new Set(['INSUFFICIENT_FUNDS']))
+  t.same(await account(db, ch.user), { credits_posted: 5000, debits_posted: 0, debits_pending: 5000, available: 0 })
+  t.equal(await holdCount(db, ch.user), 50)
+  // The journal agrees with the columns.
+  const { rows } = await db.query(`SELECT coalesce(sum(e.amount), 0)::int AS pending FROM entries e JOIN accounts a ON a.id = e.debit_account_id
+                                    WHERE a.user_token = $1 AND e.phase = 'pending'`, [ch.user])
+  t.equal(rows[0].pending, 5000)
+})
+
+t.test('concurrent immediate debits on one account never overdraw either', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 1000 })
+  const answers = await Promise.all(Array.from({ length: 30 }, () =>
+    postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: '0.50', method: 'pgfs.auth_plus_capture' }))))
+  t.equal(answers.filter((r) => r.statusCode === 200).length, 20)
+  t.same(await account(db, ch.user), { credits_posted: 1000, debits_posted: 1000, debits_pending: 0, available: 0 })
+})
