@@ -1,0 +1,52 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { TEST_DATABASE_URL, build, jitHeaders, uniq } from '../helper.js'
+
+t.test('two instances on one database: no overdraft and no double effect across them', async (t) => {
+  const a = await build(t)
+  const b = await build(t)
+  const user = uniq('clu-u')
+  const card = uniq('clu-c')
+  await a.db.query('INSERT INTO users (token) VALUES ($1)', [user])
+  await a.db.query('INSERT INTO cards (token, user_token) VALUES ($1, $2)', [card, user])
+  await a.db.query('SELECT ledger_apply($1::jsonb)', [{ kind: 'credit', effect_key: uniq('load'), user_token: user, currency_code: 'USD', amount_minor: 5000, forced: true }])
+  const body = (token: string) => ({ type: 'authorization', token: uniq('t'), card_token: card, currency_code: 'USD', gpa_order: { jit_funding: { token, method: 'pgfs.authorization', user_token: user, amount: '1.00' } } })
+
+  const answers = await Promise.all(Array.from({ length: 100 }, (_v, i) =>
+    (i % 2 === 0 ? a : b).inject({ method: 'POST', url: '/marqeta/jit', headers: jitHeaders, payload: body(uniq('clu-j')) })))
+  t.equal(answers.filter((r) => r.statusCode === 200).length, 50, 'exactly the funds are approved')
+  t.equal(answers.filter((r) => r.statusCode === 402).length, 50)
+
+  const shared = uniq('clu-dup')
+  const copies = await Promise.all(Array.from({ length: 20 }, (_v, i) =>
+    (i % 2 === 0 ? a : b).inject({ method: 'POST', url: '/marqeta/jit', headers: jitHeaders, payload: body(shared) })))
+  t.equal(new Set(copies.map((r) => `${r.statusCode} ${r.body}`)).size, 1, 'every copy got the same answer')
+
+  const { rows } = await a.db.query(`SELECT credits_posted - debits_posted - debits_pending AS available,
+      (SELECT count(*)::int FROM holds WHERE user_token = $1) AS holds FROM accounts WHERE user_token = $1`, [user])
+  t.equal(rows[0].available, '0', 'never below zero')
+  t.equal(rows[0].holds, 50, 'the duplicated token placed no hold on either instance (funds were gone) and nothing twice')
+})
+
+t.test('WORKERS=2 npm start runs two processes that serve and stop on SIGTERM', async (t) => {
+  const port = 40000 + Math.floor(Math.random() * 20000)
+  const server = spawn(process.execPath, ['dist/src/server.js'], {
+    env: { ...process.env, WORKERS: '2', PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, LOG_LEVEL: 'info', RUN_WORKERS: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  server.stdout.on('data', (d) => { output += d })
+  server.stderr.on('data', (d) => { output += d })
+  const exited = once(server, 'exit')
+  t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
+  const listening = (): Set<number> => new Set([...output.matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => Number(m[1])))
+  for (let i = 0; i < 200 && listening().size < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.match(output, /starting 2 workers/)
+  t.equal(listening().size, 2, 'two worker processes listen on the same port')
+  const res = await fetch(`http://127.0.0.1:${port}/ready`)
+  t.equal(res.status, 200, 'the cluster answers')
+  server.kill('SIGTERM')
+  const [code] = await exited
+  t.equal(code, 0, `clean exit (${output.slice(-300)})`)
+})
