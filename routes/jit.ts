@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
@@ -23,6 +23,8 @@ const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String
 
 declare module 'fastify' {
   interface FastifyRequest { jitTimer?: { last: number, started: number } }
+  // Read by @fastify/under-pressure per route (its types do not declare it).
+  interface FastifyContextConfig { pressureHandler?: (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined) => Promise<void> | void }
 }
 
 /** Ends the current profiler stage of this request and starts the next one. */
@@ -40,6 +42,9 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
   const { config, profiler } = app
 
   app.post('/marqeta/jit', {
+    // Not shed by @fastify/under-pressure: a 503 makes Marqeta apply its stand-in rules, which may approve what the
+    // ledger would refuse. Under load the gateway keeps deciding within JIT_DEADLINE_MS (or declines past it).
+    config: { pressureHandler: () => {} },
     schema: {
       body: TransactionSchema,
       response: { 200: JitResponseSchema, 400: ErrorSchema, 401: ErrorSchema, 402: JitResponseSchema, 503: ErrorSchema }
@@ -72,6 +77,7 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
     }, txn, jit, started + config.JIT_DEADLINE_MS)
     if (!answer.replay) profiler.decision(jit.method, answer.result, answer.reason)
     if (answer.group === 'unknown' && !answer.replay) app.telemetry.jitUnknownMethods.inc({ method: jit.method.slice(0, 80) })
+    if (answer.overdrawn && !answer.replay) app.telemetry.ledgerOverdrawn.inc()
     // The stored text is sent as is, so a replay is byte-for-byte the first answer.
     return reply.code(answer.statusCode).type('application/json; charset=utf-8').serializer((payload) => payload as string).send(answer.body as never)
   })
