@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { Delivery, Handler } from '../src/broker.js'
 import { OutboxRelay } from '../src/outbox-relay.js'
 import { HoldExpiry } from '../src/hold-expiry.js'
-import { archiveMessage } from '../src/archive.js'
+import { ArchiveWriter } from '../src/archive.js'
 import { processWebhookItem } from '../src/webhooks/process.js'
 
 export const WEBHOOKS_QUEUE = 'webhooks.process'
@@ -53,10 +53,9 @@ export default fp(async (app) => {
     }, routingKey, content)
   }
 
+  const writer = new ArchiveWriter(app.mongo.db!)
   const archive: Handler = async ({ routingKey, messageId, content, headers }) => {
-    const db = app.mongo.db
-    if (db === undefined) throw new Error('MongoDB database not configured')
-    await archiveMessage(db, { routingKey, messageId, content, headers })
+    await writer.write({ routingKey, messageId, content, headers })
   }
 
   const sampleQueues = async (): Promise<void> => {

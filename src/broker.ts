@@ -93,7 +93,7 @@ export class Broker extends EventEmitter {
   private async connect (): Promise<void> {
     if (this.closing) return
     try {
-      const connection = await amqp.connect(this.url, { timeout: 2000 })
+      const connection = await amqp.connect(this.url, { timeout: 2000, noDelay: true })
       connection.on('error', (err) => this.opts.log.warn({ err }, 'rabbitmq connection error'))
       connection.on('close', () => this.onDisconnect())
       const channel = await connection.createConfirmChannel()

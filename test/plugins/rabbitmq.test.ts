@@ -60,3 +60,55 @@ t.test('publishing without a broker fails fast with a 503 error', async (t) => {
   await t.rejects(app.broker.publish('test.nowhere', { a: 1 }), { statusCode: 503, message: 'message broker unavailable' })
   t.ok(performance.now() - started < 100, 'no waiting')
 })
+
+const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
+const summary = (samples: number[]): { p50: number, p99: number, max: number } => {
+  const sorted = [...samples].sort((a, b) => a - b)
+  const round = (ms: number): number => Math.round(ms * 100) / 100
+  return { p50: round(percentile(sorted, 0.5)), p99: round(percentile(sorted, 0.99)), max: round(sorted[sorted.length - 1]) }
+}
+
+t.test('publish (until confirm) and consume (publish to handler) latencies', async (t) => {
+  const app = await build(t, { RUN_WORKERS: 'false' })
+  const { broker } = app
+  const name = uniq('test.latency')
+  const prefix = `test.latency.${name}`
+  await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
+  t.teardown(() => deleteWorkQueue(name))
+  const sentAt = new Map<string, number>()
+  const consumeMs: number[] = []
+  let waiting: (() => void) | undefined
+  await broker.consume(name, async (delivery) => {
+    consumeMs.push(performance.now() - sentAt.get(delivery.messageId!)!)
+    waiting?.()
+  })
+
+  const body = { jit_token: 'jit-0001', method: 'pgfs.authorization', request: { amount: 42.17 }, response: { jit_funding: { amount: 42.17 } } }
+  for (let i = 0; i < 50; i++) await broker.publish(`${prefix}.warmup`, body, { messageId: `w${i}` }).then(() => sentAt.set(`w${i}`, 0))
+  await eventually(async () => consumeMs.length >= 50)
+  consumeMs.length = 0
+
+  const publishMs: number[] = []
+  for (let i = 0; i < 500; i++) {
+    const id = `m${i}`
+    const consumed = new Promise<void>((resolve) => { waiting = resolve })
+    const started = performance.now()
+    sentAt.set(id, started)
+    await broker.publish(`${prefix}.one`, body, { messageId: id })
+    publishMs.push(performance.now() - started)
+    await consumed
+  }
+  const publish = summary(publishMs)
+  const consume = summary(consumeMs)
+
+  const burstStarted = performance.now()
+  await Promise.all(Array.from({ length: 2000 }, (_, i) => broker.publish(`${prefix}.burst`, body, { messageId: `b${i}` }).then(() => sentAt.set(`b${i}`, burstStarted))))
+  const burstMs = performance.now() - burstStarted
+  t.comment(`publish until confirm, one at a time (ms): ${JSON.stringify(publish)}`)
+  t.comment(`publish to handler start, one at a time (ms): ${JSON.stringify(consume)}`)
+  t.comment(`2000 concurrent confirmed publishes: ${Math.round(burstMs)} ms (${Math.round(2000 / burstMs * 1000)}/s)`)
+  // Generous bounds: test files run in parallel on 2 cores. The seed targets are publish < 10 ms, consume < 50 ms.
+  t.ok(publish.p50 < 10, `publish p50 ${publish.p50} ms`)
+  t.ok(consume.p50 < 50, `consume p50 ${consume.p50} ms`)
+  await broker.cancel(name)
+})

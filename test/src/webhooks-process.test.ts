@@ -144,6 +144,14 @@ t.test('webhooks through the queue', async (t) => {
     t.equal(Number(dead.headers['x-retries']), 4)
     t.equal(dead.headers['x-original-routing-key'], 'webhook.transactions')
   })
+
+  t.test('handler time of the messages this instance consumed', async (t) => {
+    const values = (await app.telemetry.consumeDuration.get()).values.filter((v) => v.labels.queue === 'webhooks.process')
+    const sum = values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0
+    const count = values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0
+    t.comment(`webhooks.process handler: ${count} messages, mean ${count > 0 ? (sum / count * 1000).toFixed(2) : '-'} ms`)
+    t.ok(count === 0 || sum / count < 0.05, 'under the 50 ms consume budget on average')
+  })
 })
 
 /** Takes (acks) the first message of a dead-letter queue that `match`es; every other message goes back. */

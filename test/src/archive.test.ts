@@ -1,0 +1,101 @@
+import t from 'tap'
+import amqp from 'amqplib'
+import { build, eventually, uniq } from '../helper.js'
+import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection } from '../../src/archive.js'
+import { createCardholder, fixture, jitHold, postWebhook, RABBITMQ_URL, withTokens } from './webhooks-helpers.js'
+
+const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
+
+t.test('documents: tokens to find a message by, the whole payload, the time it was received', async (t) => {
+  const item = fixture('webhook-clearing.json').transactions[0]
+  const { collection, doc } = archiveDocument({
+    routingKey: 'webhook.transactions', messageId: 'm-1', content: json(item), headers: { 'x-received-at': '2026-01-02T03:04:05.000Z' }
+  })
+  t.equal(collection, archiveCollection)
+  t.match(doc, {
+    message_id: 'm-1', routing_key: 'webhook.transactions', token: 'txn-clear-0005', jit_token: 'jit-0005', card_token: 'card-ada-1', user_token: 'user-ada'
+  })
+  t.same(doc.received_at, new Date('2026-01-02T03:04:05.000Z'))
+  t.same(doc.payload, item)
+  t.same(doc._id, archiveId('m-1'), 'the id is derived from the message id')
+
+  const request = fixture('jit-authorization.json')
+  const decision = archiveDocument({
+    routingKey: 'jit.approved.pgfs.authorization',
+    messageId: '42',
+    content: json({ jit_token: 'jit-0001', user_token: 'user-ada', card_token: 'card-ada-1', request, response: { jit_funding: { token: 'jit-0001' } }, event_id: '42', created_at: '2026-01-02T00:00:00.000Z' })
+  })
+  t.equal(decision.collection, archiveCollection)
+  t.match(decision.doc, { token: request.token, jit_token: 'jit-0001', user_token: 'user-ada', card_token: 'card-ada-1', payload: { request, response: {} } })
+  t.same(decision.doc.received_at, new Date('2026-01-02T00:00:00.000Z'))
+
+  const ledger = archiveDocument({ routingKey: 'ledger.hold.created', messageId: '43', content: json({ jit_token: 'jit-0001', user_token: 'user-ada' }) })
+  t.equal(ledger.collection, eventsCollection)
+  t.match(ledger.doc, { jit_token: 'jit-0001', user_token: 'user-ada' })
+
+  const card = archiveDocument({ routingKey: 'webhook.cards', messageId: 'c', content: json({ token: 'ct-1', card_token: 'card-1', state: 'ACTIVE' }) })
+  t.match(card.doc, { token: 'ct-1', card_token: 'card-1' })
+  t.notOk('jit_token' in card.doc, 'absent tokens are left out, not null')
+  t.match(archiveDocument({ routingKey: 'webhook.transactions', content: Buffer.from('{oops') }).doc.payload, { unparsable: String })
+})
+
+t.test('a message is written once however often it is delivered', async (t) => {
+  const app = await build(t, { RUN_WORKERS: 'false' })
+  const db = app.mongo.db!
+  const messageId = uniq('msg')
+  const input = { routingKey: 'webhook.transactions', messageId, content: json({ token: messageId, type: 'authorization' }) }
+  const results = await Promise.all([1, 2, 3].map(() => archiveMessage(db, input)))
+  t.equal(results.filter((r) => r.inserted).length >= 1, true)
+  t.equal(await db.collection(archiveCollection).countDocuments({ message_id: messageId }), 1)
+  t.equal(await db.collection(archiveCollection).countDocuments({ token: messageId }), 1)
+
+  // The consumer's batched writer: a burst with redeliveries in it, across both collections.
+  const writer = new ArchiveWriter(db, 8)
+  const run = uniq('burst')
+  const inputs = Array.from({ length: 20 }, (_, i) => ({
+    routingKey: i % 2 === 0 ? 'webhook.transactions' : 'ledger.hold.created',
+    messageId: `${run}-${i % 10}`,
+    content: json({ token: `${run}-${i % 10}`, jit_token: `${run}-${i % 10}` })
+  }))
+  await Promise.all(inputs.map((input) => writer.write(input)))
+  const messages = await db.collection(archiveCollection).countDocuments({ message_id: { $in: inputs.map((i) => i.messageId) } })
+  const events = await db.collection(eventsCollection).countDocuments({ message_id: { $in: inputs.map((i) => i.messageId) } })
+  t.same([messages, events], [5, 5], 'ten distinct messages, each written once, each in its collection')
+})
+
+t.test('webhooks posted to the route land in MongoDB through the broker', async (t) => {
+  const app = await build(t, { RUN_WORKERS: 'false' })
+  const db = app.mongo.db!
+  // Any instance may take a message from the shared `transactions.archive`, and each test app has its own embedded
+  // MongoDB: a queue of this test's own, bound to its own tokens' routing key, runs the same writer on this app's.
+  const queue = uniq('test.archive')
+  const type = uniq('archivetest').replace(/-/g, '_')
+  await app.broker.addWorkQueue({ name: queue, bindings: ['webhook.transactions', `webhook.${type}`] })
+  t.teardown(async () => {
+    const connection = await amqp.connect(RABBITMQ_URL)
+    const channel = await connection.createChannel()
+    for (const q of [queue, `${queue}.retry`, `${queue}.dlq`]) await channel.deleteQueue(q)
+    await connection.close()
+  })
+  const writer = new ArchiveWriter(db)
+  await app.broker.consume(queue, async ({ routingKey, messageId, content, headers }) => { await writer.write({ routingKey, messageId, content, headers }) })
+  t.teardown(() => app.broker.cancel(queue))
+
+  // A real cardholder and hold: the shared `webhooks.process` consumers apply this clearing too.
+  const { user, card } = await createCardholder(app.db, 100_00)
+  const tok = { 'txn-clear-0005': uniq('txn'), 'jit-0005': uniq('jit'), 'user-ada': user, 'card-ada-1': card, 'jit-0001': uniq('jit'), 'jit-0002': uniq('jit') }
+  await jitHold(app.db, user, card, tok['jit-0001'], 52_17)
+  const clearing = withTokens(fixture('webhook-clearing.json'), tok)
+  const other = { token: uniq('x'), anything: [1, 2, 3] }
+  for (let i = 0; i < 3; i++) t.equal((await postWebhook(app, { ...clearing, [type]: [other] })).statusCode, 200)
+
+  const doc = await eventually(async () => await db.collection(archiveCollection).findOne({ jit_token: tok['jit-0005'] }))
+  t.match(doc, { token: tok['txn-clear-0005'], card_token: tok['card-ada-1'], user_token: tok['user-ada'], routing_key: 'webhook.transactions' })
+  t.ok(doc.received_at instanceof Date)
+  t.same(doc.payload, clearing.transactions[0])
+  await eventually(async () => await db.collection(archiveCollection).findOne({ token: other.token }))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(await db.collection(archiveCollection).countDocuments({ jit_token: tok['jit-0005'] }), 1, 'three deliveries, one document')
+  t.equal(await db.collection(archiveCollection).countDocuments({ token: other.token }), 1, 'unknown keys are archived too')
+  t.ok((await db.collection(archiveCollection).find({ user_token: tok['user-ada'] }).toArray()).length === 1, 'found by user_token')
+})

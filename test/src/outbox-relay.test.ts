@@ -1,0 +1,128 @@
+import t from 'tap'
+import pg from 'pg'
+import { randomBytes } from 'node:crypto'
+import { build, eventually, TEST_DATABASE_URL } from '../helper.js'
+import { Broker, BrokerUnavailableError } from '../../src/broker.js'
+import { OutboxRelay, type Publisher } from '../../src/outbox-relay.js'
+import { migrate } from '../../src/migrate.js'
+import type { Queryable } from '../../src/db.js'
+import { RABBITMQ_URL, tapExchange } from './webhooks-helpers.js'
+
+const silent = { info: () => {}, warn: () => {}, error: () => {} }
+
+/**
+ * This file gets a database of its own: every app of the other test files runs a relay on the shared one, so only
+ * here can "the rows wait while the broker is down" be observed.
+ */
+async function ownDatabase (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
+  const name = `relay_${randomBytes(5).toString('hex')}`
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  const url = new URL(TEST_DATABASE_URL)
+  url.pathname = `/${name}`
+  t.teardown(async () => {
+    const c = new pg.Client({ connectionString: TEST_DATABASE_URL })
+    await c.connect()
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await c.end()
+  })
+  return url.toString()
+}
+
+/** `count` events through emit() (the ledger's own way: outbox row + NOTIFY); returns their ids. */
+async function emitRows (db: Queryable, prefix: string, count: number): Promise<string[]> {
+  await db.query(`SELECT emit($1 || '.' || i, jsonb_build_object('i', i)) FROM generate_series(1, $2::int) i`, [prefix, count])
+  const { rows } = await db.query<{ id: string }>(`SELECT id FROM outbox WHERE routing_key LIKE $1 || '.%' ORDER BY id`, [prefix])
+  return rows.map((r) => r.id)
+}
+
+const unpublished = async (db: Queryable): Promise<number> =>
+  Number((await db.query('SELECT count(*) AS n FROM outbox WHERE published_at IS NULL')).rows[0].n)
+
+t.test('broker down: the rows wait; an instance with the broker up publishes every one of them, by NOTIFY too', async (t) => {
+  const databaseUrl = await ownDatabase(t)
+  const prefix = `test.relay.${randomBytes(4).toString('hex')}`
+
+  const down = await build(t, { DATABASE_URL: databaseUrl, RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1', OUTBOX_POLL_MS: '50' })
+  const ids = await emitRows(down.db, prefix, 450)
+  t.equal(ids.length, 450)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(await unpublished(down.db), 450, 'nothing published, nothing lost')
+  await eventually(async () => (await down.telemetry.outboxBacklog.get()).values[0]?.value === 450)
+  t.ok((await down.telemetry.outboxLag.get()).values[0].value > 0.3, 'lag grows')
+  const health = (await down.inject('/health')).json()
+  t.equal(health.postgres.outbox_backlog, 450)
+
+  const seen = await tapExchange(t, [`${prefix}.#`])
+  // A long poll interval: the backlog drains on start, a new row goes out on its NOTIFY.
+  const up = await build(t, { DATABASE_URL: databaseUrl, OUTBOX_POLL_MS: '60000' })
+  await eventually(async () => seen.length >= 450, 15_000)
+  t.equal(await unpublished(up.db), 0)
+
+  const started = Date.now()
+  const [late] = await emitRows(up.db, `${prefix}.late`, 1)
+  const lateMsg = await eventually(async () => seen.find((m) => m.messageId === late), 5000, 10)
+  t.ok(Date.now() - started < 2000, `published on NOTIFY in ${Date.now() - started} ms, not on the 60 s poll`)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+
+  const all = [...ids, late]
+  const got = seen.map((m) => m.messageId)
+  t.equal(got.length, all.length, 'each row once')
+  t.same([...got].sort(), [...all].sort(), 'the same ids')
+  const numeric = all.map(Number)
+  t.equal(numeric[numeric.length - 1] - numeric[0] + 1, numeric.length, 'no gaps')
+  const first = seen.find((m) => m.messageId === ids[0])!
+  t.equal(first.routingKey, `${prefix}.1`)
+  t.match(first.body, { i: 1, event_id: ids[0] })
+  t.ok(!Number.isNaN(Date.parse(first.body.created_at)), 'created_at')
+  t.match(lateMsg.body, { event_id: late })
+  await eventually(async () => (await up.telemetry.outboxBacklog.get()).values[0]?.value === 0)
+  t.ok((await up.telemetry.publishDuration.get()).values.some((v) => v.metricName?.endsWith('_count') && v.value >= 451), 'publish latency measured')
+})
+
+t.test('two relays at once never publish the same row twice, and only confirmed rows are marked', async (t) => {
+  const databaseUrl = await ownDatabase(t)
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 6 })
+  t.teardown(() => pool.end())
+  await migrate(pool)
+  const prefix = `test.relay.${randomBytes(4).toString('hex')}`
+
+  // A publisher that refuses every third row: those rows stay for the next pass.
+  let refuse = true
+  let calls = 0
+  const published: string[] = []
+  const flaky: Publisher = {
+    connected: true,
+    publish: async (_key, _body, options) => {
+      calls++
+      if (refuse && calls % 3 === 0) throw new BrokerUnavailableError('not confirmed')
+      published.push(String(options?.messageId))
+    },
+    on: () => undefined,
+    off: () => undefined
+  }
+  const ids = await emitRows(pool, prefix, 30)
+  const relay = new OutboxRelay({ pool, databaseUrl, broker: flaky, pollMs: 1000, log: silent, batchSize: 100 })
+  const pass = await relay.publishBatch()
+  t.same(pass, { published: 20, failed: 10 })
+  t.equal(await unpublished(pool), 10)
+  refuse = false
+  t.match(await relay.drain(), { published: 10, failed: 0 })
+  t.same([...published].sort(), [...ids].sort())
+
+  const broker = new Broker(RABBITMQ_URL, { log: silent })
+  await broker.start()
+  t.teardown(() => broker.close())
+  const seen = await tapExchange(t, [`${prefix}.#`])
+  const more = await emitRows(pool, `${prefix}.more`, 1000)
+  const a = new OutboxRelay({ pool, databaseUrl, broker, pollMs: 1000, log: silent, batchSize: 50 })
+  const b = new OutboxRelay({ pool, databaseUrl, broker, pollMs: 1000, log: silent, batchSize: 50 })
+  const [pa, pb] = await Promise.all([a.drain(), b.drain()])
+  t.equal(pa.published + pb.published, 1000, `both worked (${pa.published} + ${pb.published}), 1000 in all`)
+  await eventually(async () => seen.length >= 1000)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(seen.length, 1000, 'no row published twice')
+  t.same(seen.map((m) => m.messageId).sort(), [...more].sort())
+})
