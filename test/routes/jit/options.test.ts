@@ -7,7 +7,8 @@ import { account, cardholder, decisionOf, holdOf, jitRequest, postJit } from '..
 t.test('the custom header is required when JIT_CUSTOM_HEADER_NAME/VALUE are set', async (t) => {
   const app = await build(t, { JIT_CUSTOM_HEADER_NAME: 'X-Program-Key', JIT_CUSTOM_HEADER_VALUE: 'program-key-123' })
   const ch = await cardholder(app.db, { fundMinor: 1000 })
-  for (const extra of [{}, { 'x-program-key': 'wrong' }, { 'x-program-key': 'program-key-1234' }, { 'x-other': 'program-key-123' }]) {
+  const wrong: Array<Record<string, string>> = [{}, { 'x-program-key': 'wrong' }, { 'x-program-key': 'program-key-1234' }, { 'x-other': 'program-key-123' }]
+  for (const extra of wrong) {
     const body = jitRequest({ user: ch.user, card: ch.card, amount: 1 })
     const res = await postJit(app, body, { ...jitHeaders, ...extra })
     t.equal(res.statusCode, 401, JSON.stringify(extra))
