@@ -88,7 +88,7 @@ async function archivedMessages (mongo: Db | undefined, jitToken: string): Promi
   let timer: NodeJS.Timeout | undefined
   try {
     const docs = await Promise.race([
-      mongo.collection(archiveCollection).find({ jit_token: jitToken }, { maxTimeMS: ARCHIVE_TIMEOUT_MS }).limit(100).toArray(),
+      mongo.collection(archiveCollection).find({ jit_token: jitToken }, { maxTimeMS: ARCHIVE_TIMEOUT_MS }).sort({ received_at: 1 }).limit(100).toArray(),
       new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('archive timeout')), ARCHIVE_TIMEOUT_MS) })
     ])
     return { archived: docs.map((doc) => JSON.parse(JSON.stringify(doc))), archive_status: 'available' }
