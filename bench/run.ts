@@ -112,13 +112,18 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
   })
   console.log(`seeded ${userCount} users x ${cardsPerUser} cards and 1 corporate user with ${corporateCards} cards in ${Math.round(performance.now() - seedStarted)} ms`)
 
+  const notes: string[] = []
+  const startBacklog = await drainOutbox(app)
+  if (startBacklog !== undefined) notes.push(`at start: ${startBacklog}`)
   const redisDirect = onlyJit ? undefined : await measureRedis(app)
-  if (redisDirect !== undefined) console.log(`Redis GET from the service's client, ${redisDirect.count} sequential: p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms`)
+  if (redisDirect !== undefined) {
+    console.log(`Redis GET from the service's client, ${redisDirect.count} sequential: p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms` +
+      (redisDirect.errors > 0 ? `, ${redisDirect.errors} failed (${redisDirect.firstError})` : ''))
+  }
 
   const phases = definePhases(app, config, population, runId).filter((p) => !onlyJit || p.name === 'pg' || p.name === 'jit')
   const rows: Row[] = []
   let profiler: unknown
-  const notes: string[] = []
   for (const phase of phases) {
     const row: Row = { name: phase.name, route: phase.route, reference: phase.reference }
     rows.push(row)
@@ -153,6 +158,7 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     if (phase.jit === true && r.latency.p99 >= budget.jitP99Ms) failures.push(`${row.name}: p99 ${r.latency.p99.toFixed(2)} ms >= ${budget.jitP99Ms} ms`)
   }
   if (redisDirect !== undefined && redisDirect.p99 >= budget.redisP99Ms) failures.push(`Redis lookup p99 ${redisDirect.p99.toFixed(3)} ms >= ${budget.redisP99Ms} ms`)
+  if (redisDirect !== undefined && redisDirect.errors > 0) failures.push(`Redis lookups: ${redisDirect.errors} failed (${redisDirect.firstError})`)
 
   const jit = rows.find((r) => r.name === 'jit')
   const goals = {
@@ -200,6 +206,7 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     settings: { connections, duration_s: durationS, warmup_s: warmupS, users: userCount, cards_per_user: cardsPerUser, corporate_cards: corporateCards },
     environment,
     redis_lookup_ms: redisDirect !== undefined ? roundSummary(redisDirect, 3) : undefined,
+    redis_lookup_errors: redisDirect?.errors,
     routes: rows.map((row) => ({
       name: row.name,
       route: row.route,
@@ -302,42 +309,68 @@ function load (address: string, o: { durationS: number, scenario: Scenario }): P
 }
 
 /** Redis lookups timed one by one from the service's own client (autocannon rounds to whole milliseconds). */
-async function measureRedis (app: FastifyInstance, count = 5000): Promise<LatencySummary> {
-  for (let i = 0; i < 500; i++) await app.redis.get(REDIS_KEY)
+async function measureRedis (app: FastifyInstance, count = 5000): Promise<LatencySummary & { errors: number, firstError?: string }> {
+  let errors = 0
+  let firstError: string | undefined
+  const get = async (): Promise<void> => {
+    try {
+      await app.redis.get(REDIS_KEY)
+    } catch (err) {
+      errors++
+      firstError ??= (err as Error).message
+    }
+  }
+  for (let i = 0; i < 500; i++) await get()
+  errors = 0
   const samples = new Samples()
   for (let i = 0; i < count; i++) {
     const started = performance.now()
-    await app.redis.get(REDIS_KEY)
+    await get()
     samples.add(performance.now() - started)
   }
-  return samples.summary()
+  return { ...samples.summary(), errors, firstError }
 }
 
 /**
- * Lets the outbox relay (if it runs in this process) catch up before the next measurement, so one route's publishing
- * does not land on the next route's figures. Stops when the backlog is empty, stops shrinking, or after 30 s.
+ * Lets the background work catch up before the next measurement — the outbox relay and the queue consumers run in this
+ * process, so one route's publishing and archiving would otherwise land on the next route's figures. Waits while the
+ * outbox and the work queues shrink; stops when they are empty, stop shrinking (no consumer here, or consumers in other
+ * processes), or after 30 s.
  */
 async function drainOutbox (app: FastifyInstance): Promise<string | undefined> {
-  const count = async (): Promise<number> => (await app.db.pool.query('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL')).rows[0].n
+  const queues = (app.broker?.topology?.queues ?? []).map((q: { name: string }) => q.name)
+  const backlog = async (): Promise<Record<string, number>> => {
+    const sizes: Record<string, number> = {
+      outbox: (await app.db.pool.query('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL')).rows[0].n
+    }
+    for (const name of queues) {
+      const stats = await app.broker.queueStats(name).catch(() => undefined)
+      if (stats !== undefined) sizes[name] = stats.messages
+    }
+    return sizes
+  }
+  const total = (b: Record<string, number>): number => Object.values(b).reduce((a, n) => a + n, 0)
   const started = performance.now()
-  let previous = await count()
-  const first = previous
+  const first = await backlog()
+  let previous = first
   let stalled = 0
-  while (previous > 0 && performance.now() - started < 30_000 && stalled < 2) {
+  while (total(previous) > 0 && performance.now() - started < 30_000 && stalled < 3) {
     await new Promise((resolve) => setTimeout(resolve, 500))
-    const now = await count()
-    stalled = now >= previous ? stalled + 1 : 0
+    const now = await backlog()
+    stalled = total(now) >= total(previous) ? stalled + 1 : 0
     previous = now
   }
-  if (first === 0) return undefined
+  if (total(first) === 0) return undefined
   const waited = Math.round(performance.now() - started)
-  return previous === 0
-    ? `outbox backlog of ${first} drained in ${waited} ms`
-    : `outbox backlog ${first} -> ${previous} after ${waited} ms (no relay publishing in this process, or it is slower than the bench)`
+  const show = (b: Record<string, number>): string => Object.entries(b).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing'
+  return total(previous) === 0
+    ? `backlog (${show(first)}) drained in ${waited} ms`
+    : `backlog ${show(first)} -> ${show(previous)} after ${waited} ms (consumed elsewhere or not at all: measured with it)`
 }
 
 function roundSummary (s: LatencySummary, digits: number): Record<string, number> {
-  return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, k === 'count' ? v : round(v, digits)]))
+  const keys: Array<keyof LatencySummary> = ['count', 'mean', 'p50', 'p90', 'p95', 'p99', 'p999', 'max']
+  return Object.fromEntries(keys.map((k) => [k, k === 'count' ? s[k] : round(s[k], digits)]))
 }
 
 function gitCommit (): string | undefined {
