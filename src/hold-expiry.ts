@@ -44,7 +44,7 @@ export async function expireHolds (pool: pg.Pool, limit = 500): Promise<ExpiryPa
   }
 }
 
-/** Runs expireHolds every `intervalMs` (and once at start); passes never overlap. */
+/** Runs expireHolds every `intervalMs`, the first time one interval after start; passes never overlap. */
 export class HoldExpiry {
   private timer?: NodeJS.Timeout
   private running?: Promise<void>
@@ -55,7 +55,13 @@ export class HoldExpiry {
   start (): void {
     if (!this.stopped) return
     this.stopped = false
-    this.run()
+    this.schedule()
+  }
+
+  private schedule (): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => this.run(), this.intervalMs)
+    this.timer.unref()
   }
 
   private run (): void {
@@ -66,9 +72,7 @@ export class HoldExpiry {
       this.log.warn({ err: (err as Error).message }, 'hold expiry pass failed; next one in the next interval')
     }).finally(() => {
       this.running = undefined
-      if (this.stopped) return
-      this.timer = setTimeout(() => this.run(), this.intervalMs)
-      this.timer.unref()
+      this.schedule()
     })
   }
 

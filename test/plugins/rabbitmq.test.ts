@@ -72,8 +72,7 @@ t.test('publish (until confirm) and consume (publish to handler) latencies', asy
   const app = await build(t, { RUN_WORKERS: 'false' })
   const { broker } = app
   const name = uniq('test.latency')
-  const prefix = `test.latency.${name}`
-  await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
+  await broker.addWorkQueue({ name, bindings: [] })
   t.teardown(() => deleteWorkQueue(name))
   const sentAt = new Map<string, number>()
   const consumeMs: number[] = []
@@ -84,7 +83,10 @@ t.test('publish (until confirm) and consume (publish to handler) latencies', asy
   })
 
   const body = { jit_token: 'jit-0001', method: 'pgfs.authorization', request: { amount: 42.17 }, response: { jit_funding: { amount: 42.17 } } }
-  for (let i = 0; i < 50; i++) await broker.publish(`${prefix}.warmup`, body, { messageId: `w${i}` }).then(() => sentAt.set(`w${i}`, 0))
+  // Straight to the queue through the default exchange: the shared archive queue, bound to everything on jit.events,
+  // has no use for thousands of test messages. Same channel, same confirms.
+  const publish = (id: string): Promise<void> => broker.publish(name, body, { messageId: id }, '')
+  for (let i = 0; i < 50; i++) await publish(`w${i}`).then(() => sentAt.set(`w${i}`, 0))
   await eventually(async () => consumeMs.length >= 50)
   consumeMs.length = 0
 
@@ -94,21 +96,21 @@ t.test('publish (until confirm) and consume (publish to handler) latencies', asy
     const consumed = new Promise<void>((resolve) => { waiting = resolve })
     const started = performance.now()
     sentAt.set(id, started)
-    await broker.publish(`${prefix}.one`, body, { messageId: id })
+    await publish(id)
     publishMs.push(performance.now() - started)
     await consumed
   }
-  const publish = summary(publishMs)
-  const consume = summary(consumeMs)
+  const publishLatency = summary(publishMs)
+  const consumeLatency = summary(consumeMs)
 
   const burstStarted = performance.now()
-  await Promise.all(Array.from({ length: 2000 }, (_, i) => broker.publish(`${prefix}.burst`, body, { messageId: `b${i}` }).then(() => sentAt.set(`b${i}`, burstStarted))))
+  await Promise.all(Array.from({ length: 2000 }, (_, i) => publish(`b${i}`).then(() => sentAt.set(`b${i}`, burstStarted))))
   const burstMs = performance.now() - burstStarted
-  t.comment(`publish until confirm, one at a time (ms): ${JSON.stringify(publish)}`)
-  t.comment(`publish to handler start, one at a time (ms): ${JSON.stringify(consume)}`)
+  t.comment(`publish until confirm, one at a time (ms): ${JSON.stringify(publishLatency)}`)
+  t.comment(`publish to handler start, one at a time (ms): ${JSON.stringify(consumeLatency)}`)
   t.comment(`2000 concurrent confirmed publishes: ${Math.round(burstMs)} ms (${Math.round(2000 / burstMs * 1000)}/s)`)
   // Generous bounds: test files run in parallel on 2 cores. The seed targets are publish < 10 ms, consume < 50 ms.
-  t.ok(publish.p50 < 10, `publish p50 ${publish.p50} ms`)
-  t.ok(consume.p50 < 50, `consume p50 ${consume.p50} ms`)
+  t.ok(publishLatency.p50 < 10, `publish p50 ${publishLatency.p50} ms`)
+  t.ok(consumeLatency.p50 < 50, `consume p50 ${consumeLatency.p50} ms`)
   await broker.cancel(name)
 })

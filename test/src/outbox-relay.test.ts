@@ -46,20 +46,21 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   const prefix = `test.relay.${randomBytes(4).toString('hex')}`
 
   const down = await build(t, { DATABASE_URL: databaseUrl, RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1', OUTBOX_POLL_MS: '50' })
-  const ids = await emitRows(down.db, prefix, 450)
-  t.equal(ids.length, 450)
+  const ids = await emitRows(down.db, prefix, 250)
+  t.equal(ids.length, 250)
   await new Promise((resolve) => setTimeout(resolve, 500))
-  t.equal(await unpublished(down.db), 450, 'nothing published, nothing lost')
-  await eventually(async () => (await down.telemetry.outboxBacklog.get()).values[0]?.value === 450)
+  t.equal(await unpublished(down.db), 250, 'nothing published, nothing lost')
+  await eventually(async () => (await down.telemetry.outboxBacklog.get()).values[0]?.value === 250)
   t.ok((await down.telemetry.outboxLag.get()).values[0].value > 0.3, 'lag grows')
   const health = (await down.inject('/health')).json()
-  t.equal(health.postgres.outbox_backlog, 450)
+  t.equal(health.postgres.outbox_backlog, 250)
 
   const seen = await tapExchange(t, [`${prefix}.#`])
   // A long poll interval: the backlog drains on start, a new row goes out on its NOTIFY.
   const up = await build(t, { DATABASE_URL: databaseUrl, OUTBOX_POLL_MS: '60000' })
-  await eventually(async () => seen.length >= 450, 15_000)
-  t.equal(await unpublished(up.db), 0)
+  await eventually(async () => seen.length >= 250, 15_000)
+  // Rows are marked after their confirm, so the last batch may still be committing.
+  await eventually(async () => (await unpublished(up.db)) === 0)
 
   const started = Date.now()
   const [late] = await emitRows(up.db, `${prefix}.late`, 1)
@@ -79,7 +80,7 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   t.ok(!Number.isNaN(Date.parse(first.body.created_at)), 'created_at')
   t.match(lateMsg.body, { event_id: late })
   await eventually(async () => (await up.telemetry.outboxBacklog.get()).values[0]?.value === 0)
-  t.ok((await up.telemetry.publishDuration.get()).values.some((v) => v.metricName?.endsWith('_count') && v.value >= 451), 'publish latency measured')
+  t.ok((await up.telemetry.publishDuration.get()).values.some((v) => v.metricName?.endsWith('_count') && v.value >= all.length), 'publish latency measured')
 })
 
 t.test('two relays at once never publish the same row twice, and only confirmed rows are marked', async (t) => {
@@ -112,10 +113,12 @@ t.test('two relays at once never publish the same row twice, and only confirmed 
   t.match(await relay.drain(), { published: 10, failed: 0 })
   t.same([...published].sort(), [...ids].sort())
 
-  const broker = new Broker(RABBITMQ_URL, { log: silent })
+  // An exchange of this test's own: a thousand events are no business of the shared archive queue.
+  const exchange = `test.relay.${randomBytes(4).toString('hex')}`
+  const seen = await tapExchange(t, ['#'], exchange)
+  const broker = new Broker(RABBITMQ_URL, { log: silent, topology: { exchange, queues: [] } })
   await broker.start()
   t.teardown(() => broker.close())
-  const seen = await tapExchange(t, [`${prefix}.#`])
   const more = await emitRows(pool, `${prefix}.more`, 1000)
   const a = new OutboxRelay({ pool, databaseUrl, broker, pollMs: 1000, log: silent, batchSize: 50 })
   const b = new OutboxRelay({ pool, databaseUrl, broker, pollMs: 1000, log: silent, batchSize: 50 })

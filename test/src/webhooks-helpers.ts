@@ -21,18 +21,21 @@ export interface Tapped {
  * An exclusive, auto-deleted queue bound to `bindings` on jit.events: sees a copy of every matching message whatever
  * app instance consumes the work queues.
  */
-export async function tapExchange (t: { teardown: (fn: () => unknown) => void }, bindings: string[]): Promise<Tapped[]> {
+export async function tapExchange (t: { teardown: (fn: () => unknown) => void }, bindings: string[], exchange = 'jit.events'): Promise<Tapped[]> {
   const connection = await amqp.connect(RABBITMQ_URL)
   const channel = await connection.createChannel()
-  await channel.assertExchange('jit.events', 'topic', { durable: true })
+  await channel.assertExchange(exchange, 'topic', { durable: true })
   const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true })
-  for (const binding of bindings) await channel.bindQueue(queue, 'jit.events', binding)
+  for (const binding of bindings) await channel.bindQueue(queue, exchange, binding)
   const seen: Tapped[] = []
   await channel.consume(queue, (msg) => {
     if (msg === null) return
     seen.push({ routingKey: msg.fields.routingKey, messageId: msg.properties.messageId, body: JSON.parse(msg.content.toString()), headers: msg.properties.headers ?? {} })
   }, { noAck: true })
-  t.teardown(() => connection.close().catch(() => {}))
+  t.teardown(async () => {
+    if (exchange !== 'jit.events') await channel.deleteExchange(exchange).catch(() => {})
+    await connection.close().catch(() => {})
+  })
   return seen
 }
 
