@@ -4,6 +4,7 @@ import cards from './cards.js'
 import loads from './loads.js'
 import controls from './controls.js'
 import transactions from './transactions.js'
+import jitStats from './jit-stats.js'
 
 /** The admin API of DESIGN §6, registered under /v1; every route in this context needs the admin bearer token. */
 const adminRoutes: FastifyPluginAsync = async (app) => {
@@ -13,6 +14,7 @@ const adminRoutes: FastifyPluginAsync = async (app) => {
   await app.register(loads)
   await app.register(controls)
   await app.register(transactions)
+  await app.register(jitStats)
 }
 
 export default adminRoutes

@@ -35,7 +35,6 @@ const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String
 const jitStats: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.get('/jit/stats', {
-    onRequest: app.requireAdmin,
     schema: { response: { 200: JitStatsSchema, 401: ErrorSchema } }
   }, async () => await app.profiler.snapshot())
 }

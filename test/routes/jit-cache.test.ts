@@ -69,7 +69,7 @@ t.test('Redis on a closed port: decisions stay right and the errors are counted'
 
 t.test('hit rate stays above 80% on Zipf-distributed traffic over many cards', async (t) => {
   const app = await build(t)
-  const holders = []
+  const holders: Array<{ user: string, card: string }> = []
   for (let i = 0; i < 200; i++) holders.push(await seedCardholder(app))
   // Zipf(s=1) over 200 cards, deterministic.
   const weights = holders.map((_h, i) => 1 / (i + 1))

@@ -1,14 +1,11 @@
 import t from 'tap'
 import { buildApp } from '../../../src/app.js'
 import { jitStages } from '../../../src/metrics.js'
-import jitStats from '../../../routes/admin/jit-stats.js'
 import { adminHeaders, testConfig } from '../../helper.js'
 import { cardholder, jitRequest, postJit } from '../../jit-fixtures.js'
 
-// routes/admin/jit-stats.ts is wired into the admin routes separately; here it is registered on a fresh app.
 const app = await buildApp(testConfig(), { logger: false })
 t.teardown(() => app.close())
-await app.register(jitStats, { prefix: '/v1' })
 await app.ready()
 
 const stats = async () => {
