@@ -1,22 +1,30 @@
+import { pathToFileURL } from 'node:url'
 import pg from 'pg'
 import { loadConfig, redactUrl } from './config.js'
 import { migrate } from './migrate.js'
 
-/** `npm run migrate`: applies pending migrations to the configured database, then exits 0, or 1 with a message. */
-async function main (): Promise<void> {
-  const config = loadConfig()
-  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1, connectionTimeoutMillis: 5000, application_name: 'jit-gateway-migrate' })
+export interface CliOutput { log: (line: string) => void, error: (line: string) => void }
+
+/** `npm run migrate`: applies pending migrations to the configured database (DATABASE_URL). Returns the exit code: 0 or 1. */
+export async function runMigrate (env?: Record<string, unknown>, out: CliOutput = console): Promise<number> {
+  let url = '<unconfigured>'
   try {
-    const applied = await migrate(pool)
-    console.log(applied.length === 0
-      ? `migrations: ${redactUrl(config.DATABASE_URL)} is up to date`
-      : `migrations applied to ${redactUrl(config.DATABASE_URL)}: ${applied.join(', ')}`)
-  } finally {
-    await pool.end()
+    const config = loadConfig(env, () => {})
+    url = redactUrl(config.DATABASE_URL)
+    const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1, connectionTimeoutMillis: 5000, application_name: 'jit-gateway-migrate' })
+    try {
+      const applied = await migrate(pool)
+      out.log(applied.length === 0 ? `migrations: ${url} is up to date` : `migrations applied to ${url}: ${applied.join(', ')}`)
+      return 0
+    } finally {
+      await pool.end()
+    }
+  } catch (err) {
+    out.error(`migrate failed on ${url}: ${(err as Error).message}`)
+    return 1
   }
 }
 
-main().then(() => { process.exitCode = 0 }, (err: Error) => {
-  console.error(`migrate failed: ${err.message}`)
-  process.exitCode = 1
-})
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runMigrate().then((code) => { process.exitCode = code }, () => { process.exitCode = 1 })
+}

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db.js'
-import { formatMinor } from '../money.js'
+import { currencyExponent, formatMinor } from '../money.js'
 import { httpError } from './errors.js'
 import { amountMinor, exponentOf } from './money.js'
 import { iso, tokenOrNew } from './tokens.js'
@@ -78,7 +78,7 @@ function toVelocity (row: any): VelocityControl {
     active: row.active,
     created_time: iso(row.created_time)
   }
-  if (row.amount_limit !== null) control.amount_limit = formatMinor(row.amount_limit, exponentOf(row.currency_code, 'currency_code'))
+  if (row.amount_limit !== null) control.amount_limit = formatMinor(row.amount_limit, currencyExponent(row.currency_code) ?? 2)
   if (row.usage_limit !== null) control.usage_limit = row.usage_limit
   return control
 }

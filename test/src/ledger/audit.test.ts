@@ -5,7 +5,7 @@ import { applyLedger } from '../../../src/ledger/apply.js'
 import { load } from '../../../src/ledger/funds.js'
 import { auditLedger, type Violation } from '../../../src/audit.js'
 import { runAudit } from '../../../src/audit-cli.js'
-import { migrate } from '../../../src/migrate.js'
+import { runMigrate } from '../../../src/migrate-cli.js'
 import { account, holdOf, newCardholder, testPool } from './helper.js'
 
 /** Runs `corrupt` then the audit in one transaction on one client, and always rolls back. */
@@ -69,7 +69,7 @@ t.test('the audit finds deliberately corrupted rows, and only them', async (t) =
   t.same((await auditLedger(pool, { userTokens: [user] })).violations, [], 'clean after every rollback')
 })
 
-t.test('npm run audit exits 0 on a clean database and 1 listing a corrupted account', async (t) => {
+t.test('npm run migrate prepares a new database; npm run audit exits 0 on it, then 1 listing a corrupted account', async (t) => {
   const name = `audit_${uniq('db').replace(/-/g, '_')}`
   const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
   await admin.connect()
@@ -82,7 +82,16 @@ t.test('npm run audit exits 0 on a clean database and 1 listing a corrupted acco
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await admin.end()
   })
-  await migrate(pool)
+  const lines: string[] = []
+  const quiet = { log: (l: string) => lines.push(l), error: (l: string) => lines.push(l) }
+  t.equal(await runMigrate({ DATABASE_URL: url.toString() }, quiet), 0)
+  t.match(lines.pop(), /^migrations applied to .*: 001_schema\.sql, 002_ledger_functions\.sql/)
+  t.equal(await runMigrate({ DATABASE_URL: url.toString() }, quiet), 0)
+  t.match(lines.pop(), /is up to date$/)
+  t.equal(await runMigrate({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }, quiet), 1)
+  t.match(lines.pop(), /^migrate failed on postgres:\/\/postgres@127\.0\.0\.1:1\/none: /)
+  t.equal(await runMigrate({ DATABASE_URL: 'mysql://nope' }, quiet), 1)
+  t.match(lines.pop(), /DATABASE_URL/, 'a bad value names the variable')
   const { user } = await newCardholder(pool, 'cli')
   await load(pool, { user_token: user, currency_code: 'EUR', amount_minor: 12_34n, effect_key: uniq('load') })
 
