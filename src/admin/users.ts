@@ -1,5 +1,4 @@
-import type { Queryable } from '../db.js'
-import type { Database } from '../db.js'
+import type { Database, Queryable } from '../db.js'
 import { userAccounts } from '../ledger/funds.js'
 import { httpError } from './errors.js'
 import { balancesOf, type Balances } from './money.js'
