@@ -75,9 +75,13 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
       holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
       stage: (stage) => lap(request, stage)
     }, txn, jit, started + config.JIT_DEADLINE_MS)
-    if (!answer.replay) profiler.decision(jit.method, answer.result, answer.reason)
-    if (answer.group === 'unknown' && !answer.replay) app.telemetry.jitUnknownMethods.inc({ method: jit.method.slice(0, 80) })
-    if (answer.overdrawn && !answer.replay) app.telemetry.ledgerOverdrawn.inc()
+    if (!answer.replay) {
+      // The approval rate is about decisions; informative messages (clearings, refunds, …) are only counted.
+      if (answer.result === 'recorded') app.telemetry.jitDecisions.inc({ method: jit.method.slice(0, 80), result: 'recorded', reason: '' })
+      else profiler.decision(jit.method, answer.result, answer.reason)
+      if (answer.group === 'unknown') app.telemetry.jitUnknownMethods.inc({ method: jit.method.slice(0, 80) })
+      if (answer.overdrawn) app.telemetry.ledgerOverdrawn.inc()
+    }
     // The stored text is sent as is, so a replay is byte-for-byte the first answer.
     return reply.code(answer.statusCode).type('application/json; charset=utf-8').serializer((payload) => payload as string).send(answer.body as never)
   })

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { currencyExponent, parseAmount } from '../money.js'
-import { effectOf, methodGroup, settledHoldTokens, type JitFunding, type MethodGroup, type Transaction } from '../marqeta.js'
+import { effectOf, jitFundingOf, methodGroup, settledHoldTokens, type JitFunding, type MethodGroup, type Transaction } from '../marqeta.js'
 import { isConnectionError, pgErrors } from '../db.js'
 import { loadAuthContext, type ContextSource } from './context.js'
 import { checkCardAndHolder, checkSpendingControls, type Purchase, type RuleOutcome } from './rules.js'
@@ -21,7 +21,8 @@ export interface JitAnswer {
   /** The exact response text; a replay gets these bytes again. */
   body: string
   replay: boolean
-  result: 'approved' | 'declined'
+  /** 'recorded' for informative messages (settle, release, credit, record only, unknown): not an approval decision. */
+  result: 'approved' | 'declined' | 'recorded'
   reason?: string
   group: MethodGroup
   /** The ledger effect of this message drove the account negative (stand-in, forced posting): counted in a metric. */
@@ -62,6 +63,27 @@ function amountText (value: unknown): string {
  * money-moving part and the idempotency record in one database call, `jit_decide`.
  */
 export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitFunding, deadlineAt: number): Promise<JitAnswer> {
+  try {
+    return await decide(deps, txn, jit, deadlineAt)
+  } catch (err) {
+    if (!isEncodingError(err)) throw err
+    // PostgreSQL text cannot hold U+0000 (a NUL anywhere in the message, even in a field we ignore, failed the
+    // statement, which rolled back entirely). Decided again with NULs replaced: bad input is never a 500.
+    const clean = withoutNul(txn)
+    return await decide(deps, clean, jitFundingOf(clean) ?? withoutNul(jit), deadlineAt)
+  }
+}
+
+const isEncodingError = (err: unknown): boolean => ['22021', '22P05'].includes((err as { code?: string })?.code ?? '')
+
+function withoutNul<T> (value: T): T {
+  if (typeof value === 'string') return value.replace(/\u0000/g, '\uFFFD') as T
+  if (Array.isArray(value)) return value.map(withoutNul) as T
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutNul(k), withoutNul(v)])) as T
+  return value
+}
+
+async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, deadlineAt: number): Promise<JitAnswer> {
   const group = methodGroup(jit.method)
   const mode = modeOf[group]
   const currencyCode = txn.currency_code ?? 'USD'
@@ -154,16 +176,16 @@ export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitF
   const row = await callJitDecide(deps.pool, call, deadlineAt)
   deps.stage('ledger')
   if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
-  return answerOf(row, group)
+  return answerOf(row, group, call.mode === 'effect' || call.mode === 'record')
 }
 
-function answerOf (row: DecisionRow, group: MethodGroup): JitAnswer {
+function answerOf (row: DecisionRow, group: MethodGroup, informative: boolean): JitAnswer {
   const statusCode = row.status_code as 200 | 402
   return {
     statusCode,
     body: row.response,
     replay: row.replay,
-    result: statusCode === 200 ? 'approved' : 'declined',
+    result: informative ? 'recorded' : statusCode === 200 ? 'approved' : 'declined',
     reason: statusCode === 402 ? (JSON.parse(row.response).jit_funding?.decline_reason as string) : undefined,
     group,
     overdrawn: row.overdrawn === true

@@ -140,3 +140,24 @@ t.test('under event-loop pressure the gateway still decides (a 503 would hand th
   t.equal(metrics.statusCode, 503, 'other routes are shed')
   t.equal(res.statusCode, 200, res.body)
 })
+
+t.test('a NUL character anywhere (PostgreSQL text cannot hold it) is never a 500', async (t) => {
+  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const body = jitRequest({ user: ch.user, card: ch.card, amount: 1 })
+  body.card_acceptor.name = 'Corner\u0000Grocery'
+  body.unknown = { 'k\u0000': ['\u0000'] }
+  const res = await postJit(app, body)
+  t.equal(res.statusCode, 200, res.body)
+  t.equal(res.json().jit_funding.token, body.gpa_order.jit_funding.token)
+  t.match(await account(db, ch.user), { debits_pending: 100 })
+
+  const badCard = await postJit(app, jitRequest({ user: ch.user, card: `${ch.card}\u0000`, amount: 1 }))
+  t.equal(badCard.statusCode, 402, badCard.body)
+  t.equal(badCard.json().jit_funding.decline_reason, 'INVALID_CARD')
+
+  const badToken = jitRequest({ user: ch.user, card: ch.card, amount: 1, token: `${uniq('jit')}\u0000` })
+  const res2 = await postJit(app, badToken)
+  t.equal(res2.statusCode, 200, res2.body)
+  t.equal((await postJit(app, badToken)).body, res2.body, 'and its replay is the same answer')
+  t.match(await account(db, ch.user), { debits_pending: 200 })
+})
