@@ -16,6 +16,17 @@ t.test('users', async (t) => {
     }
     const res = await call('POST', '/v1/users', { token: 'x'.repeat(99) }, {})
     t.equal(res.statusCode, 401, 'authentication comes before validation')
+    const routes: Array<['GET' | 'POST' | 'PATCH' | 'DELETE', string]> = [
+      ['POST', '/v1/users'], ['GET', '/v1/users/u1'], ['PATCH', '/v1/users/u1'], ['POST', '/v1/users/u1/loads'],
+      ['POST', '/v1/users/u1/unloads'], ['GET', '/v1/users/u1/balances'], ['POST', '/v1/cards'], ['GET', '/v1/cards/c1'],
+      ['PATCH', '/v1/cards/c1'], ['POST', '/v1/velocitycontrols'], ['GET', '/v1/velocitycontrols'], ['DELETE', '/v1/velocitycontrols/v1'],
+      ['POST', '/v1/authcontrols'], ['GET', '/v1/authcontrols'], ['DELETE', '/v1/authcontrols/a1'], ['GET', '/v1/transactions'],
+      ['GET', '/v1/transactions/j1']
+    ]
+    for (const [method, url] of routes) {
+      const r = await adminCall(app, method, url, method === 'GET' || method === 'DELETE' ? undefined : {}, {})
+      t.equal(r.statusCode, 401, `${method} ${url}`)
+    }
   })
 
   await t.test('POST creates an ACTIVE user with the client token, or a generated one', async (t) => {
