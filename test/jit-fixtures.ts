@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Queryable } from '../src/db.js'
-import { jitHeaders, uniq } from './helper.js'
+import { eventually, jitHeaders, uniq } from './helper.js'
 
 /** The shared Marqeta examples (../shared/fixtures/marqeta), read-only. */
 export const fixturesDir = new URL('../../shared/fixtures/marqeta/', import.meta.url)
@@ -173,4 +173,12 @@ export async function pastSpend (db: Queryable, o: { user: string, card?: string
   await db.query(`INSERT INTO spend (jit_token, user_token, card_token, currency_code, mcc, mid, amount, uses, created_at)
                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
   [uniq('past'), o.user, o.card ?? null, o.currency ?? 'USD', o.mcc ?? '5411', o.mid ?? '000000091234', o.amountMinor, o.uses ?? 1, o.createdAt])
+}
+
+/**
+ * Waits until @fastify/under-pressure stops shedding: right after a boot its (cumulative) event-loop utilization is
+ * near 1 and non-JIT routes answer 503 for a moment. The JIT route itself is never shed.
+ */
+export async function untilNotUnderPressure (app: FastifyInstance): Promise<void> {
+  await eventually(async () => !app.isUnderPressure(), 10_000, 20)
 }

@@ -2,11 +2,12 @@ import t from 'tap'
 import { buildApp } from '../../../src/app.js'
 import { jitStages } from '../../../src/metrics.js'
 import { adminHeaders, testConfig } from '../../helper.js'
-import { cardholder, jitRequest, postJit } from '../../jit-fixtures.js'
+import { cardholder, jitRequest, postJit, untilNotUnderPressure } from '../../jit-fixtures.js'
 
 const app = await buildApp(testConfig(), { logger: false })
 t.teardown(() => app.close())
 await app.ready()
+await untilNotUnderPressure(app)
 
 const stats = async () => {
   const res = await app.inject({ method: 'GET', url: '/v1/jit/stats', headers: adminHeaders })
