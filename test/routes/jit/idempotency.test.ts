@@ -1,5 +1,6 @@
 import t from 'tap'
 import { build } from '../../helper.js'
+import { auditLedger } from '../../../src/audit.js'
 import { account, cardholder, decisionOf, holdCount, holdOf, jitRequest, postJit } from '../../jit-fixtures.js'
 
 const app = await build(t)
@@ -50,6 +51,7 @@ t.test('50 concurrent copies of one token: one hold and 50 identical answers', a
   const { rows } = await db.query('SELECT count(*)::int AS n FROM entries WHERE jit_token = $1', [body.gpa_order.jit_funding.token])
   t.equal(rows[0].n, 1, 'one journal entry')
   t.match(await decisionOf(db, body.gpa_order.jit_funding.token), { result: 'approved', status_code: 200 })
+  t.same((await auditLedger(db, { userTokens: [ch.user] })).violations, [])
 })
 
 t.test('100 concurrent authorizations of 1.00 on 50.00: exactly 50 approved, never overdrawn', async (t) => {
@@ -67,6 +69,7 @@ t.test('100 concurrent authorizations of 1.00 on 50.00: exactly 50 approved, nev
   const { rows } = await db.query(`SELECT coalesce(sum(e.amount), 0)::int AS pending FROM entries e JOIN accounts a ON a.id = e.debit_account_id
                                     WHERE a.user_token = $1 AND e.phase = 'pending'`, [ch.user])
   t.equal(rows[0].pending, 5000)
+  t.same((await auditLedger(db, { userTokens: [ch.user] })).violations, [])
 })
 
 t.test('concurrent immediate debits on one account never overdraw either', async (t) => {

@@ -1,13 +1,20 @@
 import t from 'tap'
 import { build } from '../../helper.js'
+import { auditLedger } from '../../../src/audit.js'
 import { account, cardholder, decisionOf, holdCount, holdOf, invalidate, jitRequest, postJit, velocityControl } from '../../jit-fixtures.js'
 
 // The method families of DESIGN §4 beyond plain authorizations, at the gateway.
 const app = await build(t)
 const db = app.db
+const users: string[] = []
+const holder = async (...args: Parameters<typeof cardholder>) => {
+  const ch = await cardholder(...args)
+  users.push(ch.user)
+  return ch
+}
 
 t.test('a stand-in authorization is approved with no funds, and the overdraft is recorded and counted', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 500 })
+  const ch = await holder(db, { fundMinor: 500 })
   const overdrawnBefore = (await app.telemetry.ledgerOverdrawn.get()).values[0]?.value ?? 0
   const body = jitRequest({ user: ch.user, card: ch.card, amount: '20.00', method: 'pgfs.authorization.standin' })
   const res = await postJit(app, body)
@@ -32,7 +39,7 @@ t.test('a stand-in authorization is approved with no funds, and the overdraft is
 })
 
 t.test('stand-in is never refused: a suspended card, an immediate stand-in debit', async (t) => {
-  const ch = await cardholder(db, { cardState: 'SUSPENDED' })
+  const ch = await holder(db, { cardState: 'SUSPENDED' })
   const res = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 3, method: 'pgfs.authorization.standin' }))
   t.equal(res.statusCode, 200, res.body)
   const debit = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 2, method: 'pgfs.auth_plus_capture.standin' }))
@@ -41,7 +48,7 @@ t.test('stand-in is never refused: a suspended card, an immediate stand-in debit
 })
 
 t.test('a reversal releases at most what is left of the hold', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const ch = await holder(db, { fundMinor: 10_000 })
   const auth = jitRequest({ user: ch.user, card: ch.card, amount: '60.00' })
   t.equal((await postJit(app, auth)).statusCode, 200)
   const original = auth.gpa_order.jit_funding.token
@@ -58,7 +65,7 @@ t.test('a reversal releases at most what is left of the hold', async (t) => {
 })
 
 t.test('a reversal gives the use back: a further authorization passes a usage_limit of 1', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const ch = await holder(db, { fundMinor: 10_000 })
   await velocityControl(db, { user: ch.user, window: 'DAY', usageLimit: 1 })
   await invalidate(app, { controls: [ch.user] })
   const first = jitRequest({ user: ch.user, card: ch.card, amount: 10 })
@@ -78,7 +85,7 @@ t.test('a reversal gives the use back: a further authorization passes a usage_li
 })
 
 t.test('a clearing keeps the use and counts the cleared amount', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 10_000 })
+  const ch = await holder(db, { fundMinor: 10_000 })
   await velocityControl(db, { user: ch.user, window: 'DAY', amountLimitMinor: 3000 })
   await invalidate(app, { controls: [ch.user] })
   const auth = jitRequest({ user: ch.user, card: ch.card, amount: 10 })
@@ -91,7 +98,7 @@ t.test('a clearing keeps the use and counts the cleared amount', async (t) => {
 })
 
 t.test('a second clearing of a settled hold, and a force capture, are posted debits, never refused', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 1000 })
+  const ch = await holder(db, { fundMinor: 1000 })
   const auth = jitRequest({ user: ch.user, card: ch.card, amount: 8 })
   t.equal((await postJit(app, auth)).statusCode, 200)
   const original = auth.gpa_order.jit_funding.token
@@ -102,7 +109,7 @@ t.test('a second clearing of a settled hold, and a force capture, are posted deb
 })
 
 t.test('credits and network debits at the gateway', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 1000 })
+  const ch = await holder(db, { fundMinor: 1000 })
   const refund = jitRequest({ user: ch.user, card: ch.card, amount: '4.50', method: 'pgfs.refund' })
   t.equal((await postJit(app, refund)).statusCode, 200)
   t.equal((await postJit(app, refund)).statusCode, 200, 'replayed')
@@ -113,8 +120,8 @@ t.test('credits and network debits at the gateway', async (t) => {
 })
 
 t.test('incrementals: onto the original hold of the same user only; a missing original makes a new hold', async (t) => {
-  const a = await cardholder(db, { fundMinor: 10_000 })
-  const b = await cardholder(db, { fundMinor: 10_000 })
+  const a = await holder(db, { fundMinor: 10_000 })
+  const b = await holder(db, { fundMinor: 10_000 })
   const auth = jitRequest({ user: a.user, card: a.card, amount: 10 })
   t.equal((await postJit(app, auth)).statusCode, 200)
   const original = auth.gpa_order.jit_funding.token
@@ -132,16 +139,21 @@ t.test('incrementals: onto the original hold of the same user only; a missing or
 })
 
 t.test('an account verification of 0 is approved and holds nothing; a balance inquiry of a suspended cardholder is declined', async (t) => {
-  const ch = await cardholder(db, { fundMinor: 1000 })
+  const ch = await holder(db, { fundMinor: 1000 })
   const res = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 0, method: 'pgfs.authorization.account_verification' }))
   t.equal(res.statusCode, 200, res.body)
   t.equal(res.json().jit_funding.amount, 0)
   t.equal(await holdCount(db, ch.user), 0)
 
-  const suspended = await cardholder(db, { status: 'SUSPENDED', fundMinor: 1000 })
+  const suspended = await holder(db, { status: 'SUSPENDED', fundMinor: 1000 })
   const inquiry = jitRequest({ user: suspended.user, card: suspended.card, amount: 0, method: 'pgfs.pindebit.balanceinquiry' })
   const declined = await postJit(app, inquiry)
   t.equal(declined.statusCode, 402)
   t.equal(declined.json().jit_funding.decline_reason, 'CARDHOLDER_NOT_ACTIVE')
   t.match(await decisionOf(db, inquiry.gpa_order.jit_funding.token), { result: 'declined' })
+})
+
+t.test('the ledger invariants hold for every user of this file, overdrafts included', async (t) => {
+  t.ok(users.length > 10)
+  t.same((await auditLedger(db, { userTokens: users })).violations, [])
 })

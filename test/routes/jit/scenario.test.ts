@@ -1,5 +1,6 @@
 import t from 'tap'
 import { build } from '../../helper.js'
+import { auditLedger } from '../../../src/audit.js'
 import { Tokens, account, cardholder, decisionOf, fund, holdOf, loadFixture, postJit } from '../../jit-fixtures.js'
 
 // The worked scenario of ../shared/fixtures/marqeta/README.md, message by message, with exact balances.
@@ -66,6 +67,7 @@ t.test('the fixtures give the worked scenario its exact balances', async (t) => 
   }])
   t.equal(webhook.rows[0].r.status, 'duplicate')
   t.same(await account(db, user), { credits_posted: 10_000, debits_posted: 5742, debits_pending: 0, available: 4258 })
+  t.same((await auditLedger(db, { userTokens: [user] })).violations, [], 'the ledger invariants hold for this user')
 })
 
 t.test('the same balance inquiry for an unknown card is declined INVALID_CARD', async (t) => {
