@@ -1,6 +1,7 @@
 import t from 'tap'
 import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
+import { buildConnected } from '../src/webhooks-helpers.js'
 import { MAX_RETRIES, type Delivery } from '../../src/broker.js'
 
 const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
@@ -17,7 +18,7 @@ async function deleteWorkQueue (name: string): Promise<void> {
 }
 
 t.test('a confirmed publish is consumed once, and a handler that keeps failing lands in the DLQ after 3 retries', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: '20' })
+  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: '20' })
   const { broker } = app
   const name = uniq('test.rmq')
   const prefix = `test.rmq.${name}`
@@ -69,7 +70,7 @@ const summary = (samples: number[]): { p50: number, p99: number, max: number } =
 }
 
 t.test('publish (until confirm) and consume (publish to handler) latencies', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await buildConnected(t, { RUN_WORKERS: 'false' })
   const { broker } = app
   const name = uniq('test.latency')
   await broker.addWorkQueue({ name, bindings: [] })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { build, eventually, uniq } from '../helper.js'
-import { fixture, postWebhook, tapExchange, withTokens } from '../src/webhooks-helpers.js'
+import { buildConnected, fixture, postWebhook, tapExchange, withTokens } from '../src/webhooks-helpers.js'
 import { webhookMessageId } from '../../src/webhooks/queue.js'
 
 const SECRET = 'whsec-test-secret'
@@ -9,7 +9,7 @@ const SECRET = 'whsec-test-secret'
 const receiver = { RUN_WORKERS: 'false' }
 
 t.test('a ping is queued and answered 200', async (t) => {
-  const app = await build(t, receiver)
+  const app = await buildConnected(t, receiver)
   const seen = await tapExchange(t, ['webhook.pings'])
   const ping = fixture('webhook-ping.json')
   ping.pings[0].token = uniq('ping')
@@ -22,7 +22,7 @@ t.test('a ping is queued and answered 200', async (t) => {
 })
 
 t.test('every item of a batch is confirmed before the 200, batches over 10 and unknown keys included', async (t) => {
-  const app = await build(t, receiver)
+  const app = await buildConnected(t, receiver)
   const run = uniq('batch')
   const seen = await tapExchange(t, ['webhook.#'])
   const transactions = Array.from({ length: 12 }, (_, i) => ({ token: `${run}-${i}`, type: 'authorization', state: 'PENDING' }))
@@ -49,7 +49,7 @@ t.test('the same item always gets the same message id', async (t) => {
 })
 
 t.test('credentials: missing or wrong Basic auth is a 401 and nothing is queued', async (t) => {
-  const app = await build(t, receiver)
+  const app = await buildConnected(t, receiver)
   const seen = await tapExchange(t, ['webhook.#'])
   const token = uniq('unauth')
   const body = JSON.stringify({ transactions: [{ token, type: 'authorization' }] })
@@ -74,7 +74,7 @@ t.test('credentials: missing or wrong Basic auth is a 401 and nothing is queued'
 })
 
 t.test('signature: HMAC-SHA256 of the raw body, checked before parsing', async (t) => {
-  const app = await build(t, { ...receiver, WEBHOOK_SECRET: SECRET })
+  const app = await buildConnected(t, { ...receiver, WEBHOOK_SECRET: SECRET })
   const seen = await tapExchange(t, ['webhook.#'])
   const token = uniq('signed')
   // Unusual spacing: the signature is over these exact bytes, not over a re-serialisation.
@@ -112,14 +112,14 @@ async function signedHeaders (body: string): Promise<Record<string, string>> {
 }
 
 t.test('signature: HMAC-SHA1 when configured', async (t) => {
-  const app = await build(t, { ...receiver, WEBHOOK_SECRET: SECRET, WEBHOOK_SIGNATURE_ALGORITHM: 'sha1' })
+  const app = await buildConnected(t, { ...receiver, WEBHOOK_SECRET: SECRET, WEBHOOK_SIGNATURE_ALGORITHM: 'sha1' })
   const body = JSON.stringify({ pings: [{ token: uniq('ping'), payload: 'healthcheck' }] })
   t.equal((await postWebhook(app, body, { secret: SECRET, algorithm: 'sha1' })).statusCode, 200)
   t.equal((await postWebhook(app, body, { secret: SECRET, algorithm: 'sha256' })).statusCode, 401)
 })
 
 t.test('bad bodies: malformed JSON 400, not an object 400, too large 413', async (t) => {
-  const app = await build(t, receiver)
+  const app = await buildConnected(t, receiver)
   const malformed = await postWebhook(app, '{"transactions": [')
   t.equal(malformed.statusCode, 400)
   t.match(malformed.json(), { statusCode: 400, error: 'Bad Request' })

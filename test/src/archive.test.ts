@@ -2,7 +2,7 @@ import t from 'tap'
 import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection } from '../../src/archive.js'
-import { createCardholder, fixture, jitHold, postWebhook, RABBITMQ_URL, withTokens } from './webhooks-helpers.js'
+import { buildConnected, createCardholder, fixture, jitHold, postWebhook, RABBITMQ_URL, withTokens } from './webhooks-helpers.js'
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
 
@@ -64,7 +64,7 @@ t.test('a message is written once however often it is delivered', async (t) => {
 })
 
 t.test('webhooks posted to the route land in MongoDB through the broker', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await buildConnected(t, { RUN_WORKERS: 'false' })
   const db = app.mongo.db!
   // Any instance may take a message from the shared `transactions.archive`, and each test app has its own embedded
   // MongoDB: a queue of this test's own, bound to its own tokens' routing key, runs the same writer on this app's.

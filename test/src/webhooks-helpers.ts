@@ -4,7 +4,7 @@ import amqp from 'amqplib'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Queryable } from '../../src/db.js'
 import { signBody } from '../../src/webhooks/signature.js'
-import { uniq, webhookHeaders } from '../helper.js'
+import { build, eventually, uniq, webhookHeaders } from '../helper.js'
 
 export const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 /** The shared Marqeta examples (../shared/fixtures/marqeta), read-only. */
@@ -15,6 +15,16 @@ export interface Tapped {
   messageId?: string
   body: any
   headers: Record<string, unknown>
+}
+
+/**
+ * build() plus a connected broker: the broker's first connection attempt may time out on a loaded machine (the app
+ * then boots degraded and keeps reconnecting), and these tests are about what happens once it is there.
+ */
+export async function buildConnected (t: { teardown: (fn: () => unknown) => void }, overrides: Record<string, string> = {}): Promise<FastifyInstance> {
+  const app = await build(t, overrides)
+  await eventually(async () => app.broker.connected, 20_000)
+  return app
 }
 
 /**

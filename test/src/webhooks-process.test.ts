@@ -3,7 +3,7 @@ import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { processWebhookItem, type ProcessDeps } from '../../src/webhooks/process.js'
 import {
-  RABBITMQ_URL, balances, createCardholder, effectExists, fixture, holdOf, jitDebit, jitHold, postWebhook, withTokens
+  RABBITMQ_URL, balances, buildConnected, createCardholder, effectExists, fixture, holdOf, jitDebit, jitHold, postWebhook, withTokens
 } from './webhooks-helpers.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -11,7 +11,7 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 // Every app of every test file consumes the shared `webhooks.process` queue: whichever one takes a message, the
 // effect lands in the shared database, where these tests look for their own tokens.
 t.test('webhooks through the queue', async (t) => {
-  const app = await build(t, { RABBITMQ_RETRY_DELAY_MS: '50' })
+  const app = await buildConnected(t, { RABBITMQ_RETRY_DELAY_MS: '50' })
   const { db } = app
 
   t.test('the worked scenario: holds, an incremental, a debit, then the clearing webhook gives exact balances', async (t) => {
