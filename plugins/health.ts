@@ -52,7 +52,6 @@ export default fp(async (app) => {
     maxEventLoopDelay: 1000,
     maxHeapUsedBytes: 4 * 1024 ** 3,
     maxRssBytes: 8 * 1024 ** 3,
-    maxEventLoopUtilization: 0.99,
     retryAfter: 1
   })
 

@@ -10,7 +10,7 @@ t.test('Redis, MongoDB and RabbitMQ on closed ports: the service starts degraded
     MONGO_URL: 'mongodb://127.0.0.1:1/x'
   })
   const health = await app.inject({ url: '/health' })
-  t.equal(health.statusCode, 200, 'the decision path (PostgreSQL) works')
+  t.equal(health.statusCode, 200, `the decision path (PostgreSQL) works: ${health.body}`)
   const body = health.json()
   t.equal(body.status, 'degraded')
   t.equal(body.postgres.status, 'up')
