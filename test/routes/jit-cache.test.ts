@@ -69,8 +69,12 @@ t.test('Redis on a closed port: decisions stay right and the errors are counted'
 
 t.test('hit rate stays above 80% on Zipf-distributed traffic over many cards', async (t) => {
   const app = await build(t)
-  const holders: Array<{ user: string, card: string }> = []
-  for (let i = 0; i < 200; i++) holders.push(await seedCardholder(app))
+  const prefix = uniq('zipf')
+  const holders = Array.from({ length: 200 }, (_v, i) => ({ user: `${prefix}-u${i}`, card: `${prefix}-c${i}` }))
+  await app.db.query('INSERT INTO users (token) SELECT unnest($1::text[])', [holders.map((h) => h.user)])
+  await app.db.query('INSERT INTO cards (token, user_token) SELECT unnest($1::text[]), unnest($2::text[])', [holders.map((h) => h.card), holders.map((h) => h.user)])
+  await app.db.query(`SELECT ledger_apply(jsonb_build_object('kind', 'credit', 'effect_key', u || ':load', 'user_token', u,
+    'currency_code', 'USD', 'amount_minor', 100000, 'forced', true)) FROM unnest($1::text[]) AS u`, [holders.map((h) => h.user)])
   // Zipf(s=1) over 200 cards, deterministic.
   const weights = holders.map((_h, i) => 1 / (i + 1))
   const total = weights.reduce((a, b) => a + b, 0)
