@@ -15,6 +15,7 @@ export async function ensureArchiveIndexes (db: Db): Promise<void> {
   await messages.createIndex({ user_token: 1 })
   await messages.createIndex({ received_at: -1 })
   await messages.createIndex({ message_id: 1 })
+  await messages.createIndex({ original_jit_token: 1 })
   const events = db.collection(eventsCollection)
   await events.createIndex({ jit_token: 1 })
   await events.createIndex({ user_token: 1 })
@@ -27,6 +28,8 @@ export interface ArchivedMessage {
   routing_key: string
   token?: string
   jit_token?: string
+  /** The authorization a clearing, reversal or incremental refers to: finds them from the original's token. */
+  original_jit_token?: string
   card_token?: string
   user_token?: string
   received_at: Date
@@ -76,6 +79,7 @@ export function archiveDocument (input: ArchiveInput, now = new Date()): { colle
     const request = obj(body.request)
     doc.token = str(request.token) ?? str(body.jit_token)
     doc.jit_token = str(body.jit_token)
+    doc.original_jit_token = str(obj(jitFundingOf(request as Transaction)).original_jit_funding_token)
     doc.card_token = str(body.card_token) ?? str(request.card_token)
     doc.user_token = str(body.user_token) ?? str(request.user_token)
   } else if (routingKey.startsWith('webhook.')) {
@@ -84,13 +88,14 @@ export function archiveDocument (input: ArchiveInput, now = new Date()): { colle
     const jit = jitFundingOf(body as Transaction)
     doc.token = str(body.token)
     doc.jit_token = str(obj(jit).token)
+    doc.original_jit_token = str(obj(jit).original_jit_funding_token)
     doc.card_token = str(body.card_token)
     doc.user_token = str(body.user_token) ?? str(obj(jit).user_token)
   } else {
     doc.jit_token = str(body.jit_token) ?? str(body.hold_jit_token)
     doc.user_token = str(body.user_token)
   }
-  for (const key of ['token', 'jit_token', 'card_token', 'user_token'] as const) if (doc[key] === undefined) delete doc[key]
+  for (const key of ['token', 'jit_token', 'original_jit_token', 'card_token', 'user_token'] as const) if (doc[key] === undefined) delete doc[key]
   return { collection, doc }
 }
 

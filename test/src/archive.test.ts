@@ -13,12 +13,15 @@ t.test('documents: tokens to find a message by, the whole payload, the time it w
   })
   t.equal(collection, archiveCollection)
   t.match(doc, {
-    message_id: 'm-1', routing_key: 'webhook.transactions', token: 'txn-clear-0005', jit_token: 'jit-0005', card_token: 'card-ada-1', user_token: 'user-ada'
+    message_id: 'm-1', routing_key: 'webhook.transactions', token: 'txn-clear-0005', jit_token: 'jit-0005', original_jit_token: 'jit-0001', card_token: 'card-ada-1', user_token: 'user-ada'
   })
   t.same(doc.received_at, new Date('2026-01-02T03:04:05.000Z'))
   t.same(doc.payload, item)
   t.same(doc._id, archiveId('m-1'), 'the id is derived from the message id')
 
+  const incremental = fixture('jit-authorization-incremental.json')
+  t.match(archiveDocument({ routingKey: 'jit.approved.pgfs.authorization.incremental', messageId: '41', content: json({ jit_token: 'jit-0002', request: incremental }) }).doc,
+    { jit_token: 'jit-0002', original_jit_token: 'jit-0001' })
   const request = fixture('jit-authorization.json')
   const decision = archiveDocument({
     routingKey: 'jit.approved.pgfs.authorization',
