@@ -30,13 +30,14 @@ class HttpError extends Error {
 /**
  * POST /marqeta/webhooks (DESIGN §5, a contract): Basic auth, then the HMAC of the raw bytes when WEBHOOK_SECRET is
  * set, then JSON; exactly 200 once the broker has confirmed every item, 503 otherwise so that Marqeta retries.
- * The JSON parser of this encapsulated plugin keeps the body as bytes: the signature must be checked before parsing.
+ * This encapsulated plugin's body parser keeps the bytes: the signature must be checked before parsing.
  */
 const webhookRoutes: FastifyPluginAsync = async (app) => {
   const { config, broker, telemetry } = app
 
-  app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) => {
+  // Every body is kept as bytes, whatever its content type: the signature is over the bytes, and the body is JSON.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_request, body, done) => {
     done(null, body)
   })
 
@@ -60,7 +61,7 @@ const webhookRoutes: FastifyPluginAsync = async (app) => {
     bodyLimit: WEBHOOK_BODY_LIMIT,
     schema: {
       body: WebhookBodySchema,
-      response: { 200: QueuedSchema, 400: ErrorSchema, 401: ErrorSchema, 413: ErrorSchema, 415: ErrorSchema, 503: ErrorSchema }
+      response: { 200: QueuedSchema, 400: ErrorSchema, 401: ErrorSchema, 413: ErrorSchema, 503: ErrorSchema }
     }
   }, async (request) => {
     const items = webhookItems(request.body)

@@ -1,7 +1,8 @@
 import t from 'tap'
-import { build, eventually, uniq } from '../helper.js'
+import { build, eventually, uniq, webhookHeaders } from '../helper.js'
 import { buildConnected, fixture, postWebhook, tapExchange, withTokens } from '../src/webhooks-helpers.js'
 import { webhookMessageId } from '../../src/webhooks/queue.js'
+import { signBody } from '../../src/webhooks/signature.js'
 
 const SECRET = 'whsec-test-secret'
 
@@ -92,7 +93,7 @@ t.test('signature: HMAC-SHA256 of the raw body, checked before parsing', async (
   const tampered = await app.inject({
     method: 'POST',
     url: '/marqeta/webhooks',
-    headers: { ...(await signedHeaders(body)), 'content-type': 'application/json' },
+    headers: { ...webhookHeaders, 'x-marqeta-signature': signBody(body, SECRET), 'content-type': 'application/json' },
     payload: body.replace('10.50', '10.51')
   })
   t.equal(tampered.statusCode, 401, 'one changed byte')
@@ -105,11 +106,6 @@ t.test('signature: HMAC-SHA256 of the raw body, checked before parsing', async (
   t.equal(seen.filter((m) => m.body.token === token).length, 2, 'only the two correctly signed posts were queued')
 })
 
-async function signedHeaders (body: string): Promise<Record<string, string>> {
-  const { signBody } = await import('../../src/webhooks/signature.js')
-  const { webhookHeaders } = await import('../helper.js')
-  return { ...webhookHeaders, 'x-marqeta-signature': signBody(body, SECRET) }
-}
 
 t.test('signature: HMAC-SHA1 when configured', async (t) => {
   const app = await buildConnected(t, { ...receiver, WEBHOOK_SECRET: SECRET, WEBHOOK_SIGNATURE_ALGORITHM: 'sha1' })
@@ -128,6 +124,10 @@ t.test('bad bodies: malformed JSON 400, not an object 400, too large 413', async
   t.equal((await postWebhook(app, { transactions: [1, 2] })).statusCode, 400)
   const huge = await postWebhook(app, { transactions: [{ token: 'x', memo: 'x'.repeat(300 * 1024) }] })
   t.equal(huge.statusCode, 413)
+  const empty = await app.inject({ method: 'POST', url: '/marqeta/webhooks', headers: webhookHeaders })
+  t.equal(empty.statusCode, 400, 'no body')
+  const textPlain = await postWebhook(app, { pings: [{ token: uniq('ping') }] }, { headers: { 'content-type': 'text/plain' } })
+  t.equal(textPlain.statusCode, 200, 'JSON whatever the content type says')
 })
 
 t.test('RabbitMQ unreachable: 503 so that Marqeta retries', async (t) => {
