@@ -1,4 +1,3 @@
-import type pg from 'pg'
 import type { Queryable } from '../db.js'
 import { InvalidWebhookItemError, planTransaction, type LedgerEffect } from './transaction.js'
 
@@ -10,7 +9,7 @@ export interface LedgerResult {
 }
 
 export interface ProcessDeps {
-  db: Queryable & { transaction: <T>(work: (client: pg.PoolClient) => Promise<T>) => Promise<T> }
+  db: Queryable
   holdExpirationDays: number
   /** Drops cached authorization contexts after a state change (plugins/cache.ts). */
   invalidate?: (what: { cards?: string[], users?: string[] }) => Promise<void>
@@ -60,22 +59,21 @@ async function applyTransaction (deps: ProcessDeps, item: unknown): Promise<Proc
 }
 
 /**
- * One transaction: the effect, then the keys it supersedes recorded as already done (ON CONFLICT: an effect that
- * did happen keeps its own record). ledger_apply locks the user's account first, so a JIT decision for the same
- * account waits for this commit and then sees the superseding record.
+ * One statement, so one round trip and one transaction: the effect, then the keys it supersedes recorded as already
+ * done (ON CONFLICT: an effect that did happen keeps its own record). ledger_apply locks the user's account first, so
+ * a JIT decision for the same account waits for this commit and then sees the superseding record.
  */
-export async function applyLedgerEffect (db: ProcessDeps['db'], effect: LedgerEffect, supersedes: string[] = []): Promise<LedgerResult> {
-  return await db.transaction(async (client) => {
-    const { rows } = await client.query<{ r: LedgerResult }>('SELECT ledger_apply($1::jsonb) AS r', [JSON.stringify(effect)])
-    const result = rows[0].r
-    if (result.status === 'applied' && supersedes.length > 0) {
-      await client.query(
-        `INSERT INTO effects (effect_key, result)
-         SELECT k, jsonb_build_object('status', 'superseded', 'approved_minor', 0, 'by', $2::text) FROM unnest($1::text[]) k
-         ON CONFLICT (effect_key) DO NOTHING`, [supersedes, effect.effect_key])
-    }
-    return result
-  })
+export async function applyLedgerEffect (db: Queryable, effect: LedgerEffect, supersedes: string[] = []): Promise<LedgerResult> {
+  const { rows } = await db.query<{ r: LedgerResult }>(
+    `WITH applied AS (SELECT ledger_apply($1::jsonb) AS r),
+          superseded AS (
+            INSERT INTO effects (effect_key, result)
+            SELECT k, jsonb_build_object('status', 'superseded', 'approved_minor', 0, 'by', $3::text)
+              FROM applied, unnest($2::text[]) k
+             WHERE applied.r->>'status' = 'applied'
+            ON CONFLICT (effect_key) DO NOTHING)
+     SELECT r FROM applied`, [JSON.stringify(effect), supersedes, effect.effect_key])
+  return rows[0].r
 }
 
 // Marqeta's card states that we keep (cards.state); TERMINATED is final.
