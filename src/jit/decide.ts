@@ -214,11 +214,18 @@ async function withinDeadline<T> (work: Promise<T>, deadlineAt: number): Promise
   try {
     return await withDeadline(work, deadlineAt, () => {})
   } catch (err) {
-    if (err instanceof DeadlineError) return undefined
+    if (err instanceof DeadlineError || isPoolTimeout(err)) return undefined
     if (isConnectionError(err)) throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
     throw err
   }
 }
+
+/**
+ * The pool's own wait (connectionTimeoutMillis) ran out: PostgreSQL is slow or the pool saturated, not unreachable
+ * (that fails at once), so the answer is the deadline's decline, not a 503 that hands the decision to stand-in.
+ */
+const isPoolTimeout = (err: unknown): boolean =>
+  /timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test((err as Error)?.message ?? '')
 
 interface DecisionRow { status_code: number, response: string, replay: boolean, overdrawn?: boolean }
 
@@ -232,7 +239,7 @@ async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, dead
   try {
     client = await withDeadline(pool.connect(), deadlineAt, (late) => late.release())
   } catch (err) {
-    if (err instanceof DeadlineError) return undefined
+    if (err instanceof DeadlineError || isPoolTimeout(err)) return undefined
     throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
   }
   try {

@@ -112,3 +112,22 @@ t.test('PostgreSQL unreachable: LedgerUnavailableError with statusCode 503, at o
   await t.rejects(decideJit(cached, txn, jitFundingOf(txn)!, performance.now() + 1500), LedgerUnavailableError)
   t.ok(performance.now() - started < 1000, 'no waiting for the deadline')
 })
+
+t.test('a saturated pool (its own wait runs out before the deadline) is a deadline decline, not a 503', async (t) => {
+  const small = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, connectionTimeoutMillis: 100 })
+  t.teardown(() => small.end())
+  const ch = await cardholder(pool, { fundMinor: 10_000 })
+  const busy = await small.connect()
+  t.teardown(() => busy.release())
+  for (const context of ['postgres', 'cache'] as const) {
+    const txn = jitRequest({ user: ch.user, card: ch.card, amount: '1.00' }) as Transaction
+    const d = deps(new Date().toISOString(), small)
+    if (context === 'cache') d.context = new PgContextSource(pool)
+    const started = performance.now()
+    const answer = await decideJit(d, txn, jitFundingOf(txn)!, performance.now() + 1000)
+    t.equal(answer.statusCode, 402, `context from ${context}`)
+    t.match(JSON.parse(answer.body).jit_funding, { decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: /deadline/ })
+    t.ok(performance.now() - started < 900, 'answered when the pool gave up')
+  }
+  t.match(await account(pool, ch.user), { debits_pending: 0, available: 10_000 })
+})
