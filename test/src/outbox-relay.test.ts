@@ -45,6 +45,7 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   const databaseUrl = await ownDatabase(t)
   const prefix = `test.relay.${randomBytes(4).toString('hex')}`
 
+  // With its workers (RUN_WORKERS defaults to true), but a broker that never answers: nothing is consumed either.
   const down = await build(t, { DATABASE_URL: databaseUrl, RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1', OUTBOX_POLL_MS: '50' })
   const ids = await emitRows(down.db, prefix, 250)
   t.equal(ids.length, 250)
@@ -56,8 +57,12 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   t.equal(health.postgres.outbox_backlog, 250)
 
   const seen = await tapExchange(t, [`${prefix}.#`])
-  // A long poll interval: the backlog drains on start, a new row goes out on its NOTIFY.
-  const up = await build(t, { DATABASE_URL: databaseUrl, OUTBOX_POLL_MS: '60000' })
+  // The relay alone: this app's database is not the one of the other files' webhooks, so it must not consume the
+  // shared work queues (RUN_WORKERS=false). A long poll interval: the backlog drains on start, a new row on its NOTIFY.
+  const up = await build(t, { DATABASE_URL: databaseUrl, RUN_WORKERS: 'false' })
+  const relay = new OutboxRelay({ pool: up.db.pool, databaseUrl, broker: up.broker, pollMs: 60_000, log: silent, metrics: up.telemetry })
+  await relay.start()
+  t.teardown(() => relay.stop())
   await eventually(async () => seen.length >= 250, 15_000)
   // Rows are marked after their confirm, so the last batch may still be committing.
   await eventually(async () => (await unpublished(up.db)) === 0)
@@ -79,7 +84,9 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   t.match(first.body, { i: 1, event_id: ids[0] })
   t.ok(!Number.isNaN(Date.parse(first.body.created_at)), 'created_at')
   t.match(lateMsg.body, { event_id: late })
-  await eventually(async () => (await up.telemetry.outboxBacklog.get()).values[0]?.value === 0)
+  await relay.stop()
+  t.same(await relay.sample(), { backlog: 0, lagSeconds: 0 })
+  t.equal((await up.telemetry.outboxBacklog.get()).values[0]?.value, 0)
   t.ok((await up.telemetry.publishDuration.get()).values.some((v) => v.metricName?.endsWith('_count') && v.value >= all.length), 'publish latency measured')
 })
 
