@@ -25,7 +25,9 @@ export default fp(async (app) => {
     statement_timeout: config.JIT_DEADLINE_MS,
     connectionTimeoutMillis: 2000,
     idleTimeoutMillis: 60_000,
-    application_name: 'jit-gateway'
+    application_name: 'jit-gateway',
+    // PostgreSQL's JIT compiler costs ~5.6 ms per decision on ledger_apply's plans (measured: 6.4 ms vs 0.78 ms a hold).
+    options: '-c jit=off'
   } as any)
   const pool = app.pg.pool
   pool.on('error', (err) => app.log.warn({ err: err.message }, 'idle PostgreSQL client failed'))
