@@ -79,7 +79,12 @@ interface Row {
   unexpected?: Record<string, number>
 }
 
+const loadAtStart = loadavg()[0]
+
 async function main (): Promise<number> {
+  if (loadAtStart > cpus().length) {
+    console.warn(`warning: load average ${loadAtStart.toFixed(1)} on ${cpus().length} CPUs before the bench started; other work is running and the figures will be low and noisy (ratios within this run stay comparable)`)
+  }
   const runId = randomBytes(3).toString('hex')
   const config: Config = loadConfig({ ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', PORT: '0', HOST: '127.0.0.1' }, () => {})
   const app = await buildApp(config)
@@ -192,8 +197,12 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     node: process.version,
     cpus: cpus().length,
     cpu_model: cpus()[0]?.model,
-    loadavg_before_report: loadavg().map((l) => round(l)),
+    load_1min_at_start: round(loadAtStart),
+    load_1min_at_end: round(loadavg()[0]),
     postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+    // PostgreSQL's LLVM JIT compiles any statement whose cost estimate passes jit_above_cost, on every execution.
+    postgres_jit: (await pool.query('SHOW jit')).rows[0].jit as string,
+    pgoptions: process.env.PGOPTIONS,
     commit: gitCommit(),
     pg_pool_max: config.PG_POOL_MAX,
     mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external',
