@@ -51,6 +51,7 @@ export default fp(async (app) => {
       onOverdrawn: () => telemetry.ledgerOverdrawn.inc(),
       log: app.log
     }, routingKey, content)
+    relay.kick()
   }
 
   const writer = new ArchiveWriter(app.mongo.db!)
@@ -66,6 +67,11 @@ export default fp(async (app) => {
       telemetry.queueDepth.set({ queue: `${name}.dlq` }, stats.dlq)
     }
   }
+
+  // emit() no longer NOTIFYs (migration 009): this instance wakes its relay after any write it answered.
+  app.addHook('onResponse', async (request) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') relay.kick()
+  })
 
   app.addHook('onReady', async () => {
     await broker.consume(WEBHOOKS_QUEUE, measured(WEBHOOKS_QUEUE, processWebhook))

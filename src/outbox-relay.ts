@@ -42,7 +42,9 @@ export interface RelayPass { published: number, failed: number }
  * take disjoint batches; every row is published persistent with `message_id` = its id, and the batch is marked
  * published only for the rows the broker confirmed, in the same transaction that locked them. If the process dies
  * between the confirm and the commit, the rows are published again: at least once, consumers dedupe by id.
- * Wakes on NOTIFY 'outbox' (emit() sends it), polls every `pollMs` as the fallback, and on the broker's reconnect.
+ * Wakes when kicked (the workers plugin kicks after every write its instance answers), on NOTIFY 'outbox' from
+ * writers outside the process, every `pollMs` as the fallback (rows written by other instances), and on the broker's
+ * reconnect.
  */
 export class OutboxRelay {
   private listener?: pg.Client
