@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { developmentSecrets, loadConfig, type Config } from '../src/config.js'
@@ -44,4 +46,26 @@ export async function eventually<T> (check: () => Promise<T | undefined | null |
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, everyMs))
   }
+}
+
+export interface SpawnedServer {
+  port: number
+  output: () => string
+  exited: Promise<number | null>
+  kill: (signal: NodeJS.Signals) => void
+}
+
+/** Runs the built server (`npm test` builds first) on a random port with the test database, killed at teardown. */
+export function spawnServer (t: Teardown, env: Record<string, string> = {}): SpawnedServer {
+  const port = 40000 + Math.floor(Math.random() * 20000)
+  const server = spawn(process.execPath, ['dist/src/server.js'], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, RUN_WORKERS: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  server.stdout.on('data', (d) => { output += d })
+  server.stderr.on('data', (d) => { output += d })
+  const exited = once(server, 'exit').then(([code]) => code as number | null)
+  t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
+  return { port, output: () => output, exited, kill: (signal) => server.kill(signal) }
 }

@@ -1,8 +1,6 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import pg from 'pg'
-import { TEST_DATABASE_URL, jitHeaders, uniq } from './helper.js'
+import { TEST_DATABASE_URL, jitHeaders, spawnServer, uniq } from './helper.js'
 
 // Runs the built server (npm test builds first), as operators do.
 t.test('SIGTERM during a slow request lets it finish, then the process exits 0', async (t) => {
@@ -14,20 +12,12 @@ t.test('SIGTERM during a slow request lets it finish, then the process exits 0',
   await pool.query('INSERT INTO cards (token, user_token) VALUES ($1, $2)', [card, user])
   await pool.query('SELECT ledger_apply($1::jsonb)', [{ kind: 'credit', effect_key: uniq('load'), user_token: user, currency_code: 'USD', amount_minor: 5000, forced: true }])
 
-  const port = 40000 + Math.floor(Math.random() * 20000)
-  const server = spawn(process.execPath, ['dist/src/server.js'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, LOG_LEVEL: 'warn', JIT_DEADLINE_MS: '2500', RUN_WORKERS: 'false' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  server.stdout.on('data', (d) => { output += d })
-  server.stderr.on('data', (d) => { output += d })
-  const exited = once(server, 'exit')
-  t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
+  const server = spawnServer(t, { LOG_LEVEL: 'warn', JIT_DEADLINE_MS: '2500' })
+  const { port } = server
   for (let i = 0; ; i++) {
     const up = await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.ok, () => false)
     if (up) break
-    if (i > 100) throw new Error(`server did not start: ${output}`)
+    if (i > 100) throw new Error(`server did not start: ${server.output()}`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 
@@ -50,8 +40,8 @@ t.test('SIGTERM during a slow request lets it finish, then the process exits 0',
   const response = await request
   t.equal(response.status, 200, 'the in-flight authorization was answered')
   t.match(await response.json(), { jit_funding: { token: jitToken, amount: 10 } })
-  const [code] = await exited
-  t.equal(code, 0, `exit code 0 (${output.slice(-500)})`)
+  const code = await server.exited
+  t.equal(code, 0, `exit code 0 (${server.output().slice(-500)})`)
   const { rows } = await pool.query('SELECT status FROM holds WHERE jit_token = $1', [jitToken])
   t.same(rows, [{ status: 'PENDING' }], 'its hold is committed')
 })

@@ -96,6 +96,21 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
 
   let outcome: RuleOutcome | undefined
   let effect: Record<string, unknown> | undefined
+  // The ledger_apply argument (migrations 002/010) shared by decided and informative methods; keyed like webhooks.
+  const effectCall = (): Record<string, unknown> => ({
+    kind: effectOf[group]!.kind,
+    effect_key: `${jit.token}:${effectOf[group]!.key}`,
+    user_token: jit.user_token,
+    currency_code: currencyCode,
+    amount_minor: amountMinor.toString(),
+    jit_token: jit.token,
+    transaction_token: txn.token,
+    card_token: txn.card_token,
+    mcc: txn.card_acceptor?.mcc,
+    mid: txn.card_acceptor?.mid,
+    original_jit_token: jit.original_jit_funding_token,
+    hold_expiration_days: deps.holdExpirationDays
+  })
   if (mode === 'decide' || mode === 'inquiry') {
     const ctx = await withinDeadline(loadAuthContext(deps.context, txn.card_token, jit.user_token), deadlineAt)
     if (ctx === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
@@ -120,40 +135,13 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
     deps.stage('rules')
     if (mode === 'decide' && outcome?.decline === undefined) {
       effect = {
-        kind: effectOf[group]!.kind,
-        effect_key: `${jit.token}:${effectOf[group]!.key}`,
-        user_token: jit.user_token,
-        currency_code: currencyCode,
-        amount_minor: amountMinor.toString(),
-        jit_token: jit.token,
-        transaction_token: txn.token,
-        card_token: txn.card_token,
-        mcc: txn.card_acceptor?.mcc,
-        mid: txn.card_acceptor?.mid,
-        original_jit_token: jit.original_jit_funding_token,
+        ...effectCall(),
         velocity: outcome?.velocity ?? [],
-        partial_ok: deps.partialApproval && txn.pos?.partial_approval_capable === true,
-        hold_expiration_days: deps.holdExpirationDays
+        partial_ok: deps.partialApproval && txn.pos?.partial_approval_capable === true
       }
     }
   } else if (mode === 'effect' && parsed.ok && exponent !== undefined) {
-    const e = effectOf[group]!
-    effect = {
-      kind: e.kind,
-      effect_key: `${jit.token}:${e.key}`,
-      forced: true,
-      user_token: jit.user_token,
-      currency_code: currencyCode,
-      amount_minor: amountMinor.toString(),
-      jit_token: jit.token,
-      transaction_token: txn.token,
-      card_token: txn.card_token,
-      mcc: txn.card_acceptor?.mcc,
-      mid: txn.card_acceptor?.mid,
-      original_jit_token: jit.original_jit_funding_token,
-      hold_tokens: group === 'settle' ? settledHoldTokens(jit) : undefined,
-      hold_expiration_days: deps.holdExpirationDays
-    }
+    effect = { ...effectCall(), forced: true, hold_tokens: group === 'settle' ? settledHoldTokens(jit) : undefined }
   } else {
     deps.stage('context')
     deps.stage('rules')

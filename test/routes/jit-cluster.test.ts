@@ -1,7 +1,5 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { TEST_DATABASE_URL, build, jitHeaders, uniq } from '../helper.js'
+import { build, jitHeaders, spawnServer, uniq } from '../helper.js'
 
 t.test('two instances on one database: no overdraft and no double effect across them', async (t) => {
   // A generous deadline: on a loaded CI machine the queue on one account's row lock may be long.
@@ -39,23 +37,15 @@ t.test('two instances on one database: no overdraft and no double effect across 
 })
 
 t.test('WORKERS=2 npm start runs two processes that serve and stop on SIGTERM', async (t) => {
-  const port = 40000 + Math.floor(Math.random() * 20000)
-  const server = spawn(process.execPath, ['dist/src/server.js'], {
-    env: { ...process.env, WORKERS: '2', PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, LOG_LEVEL: 'info', RUN_WORKERS: 'false' },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  server.stdout.on('data', (d) => { output += d })
-  server.stderr.on('data', (d) => { output += d })
-  const exited = once(server, 'exit')
-  t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
-  const listening = (): Set<number> => new Set([...output.matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => Number(m[1])))
+  const server = spawnServer(t, { WORKERS: '2', LOG_LEVEL: 'info' })
+  const output = server.output
+  const listening = (): Set<number> => new Set([...output().matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => Number(m[1])))
   for (let i = 0; i < 600 && listening().size < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match(output, /starting 2 workers/)
+  t.match(output(), /starting 2 workers/)
   t.equal(listening().size, 2, 'two worker processes listen on the same port')
-  const res = await fetch(`http://127.0.0.1:${port}/ready`)
+  const res = await fetch(`http://127.0.0.1:${server.port}/ready`)
   t.equal(res.status, 200, 'the cluster answers')
   server.kill('SIGTERM')
-  const [code] = await exited
-  t.equal(code, 0, `clean exit (${output.slice(-300)})`)
+  const code = await server.exited
+  t.equal(code, 0, `clean exit (${output().slice(-300)})`)
 })
