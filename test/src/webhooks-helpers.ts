@@ -7,8 +7,8 @@ import { signBody } from '../../src/webhooks/signature.js'
 import { build, eventually, uniq, webhookHeaders } from '../helper.js'
 
 export const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
-/** The shared Marqeta examples (../shared/fixtures/marqeta), read-only. */
-export const FIXTURES = process.env.MARQETA_FIXTURES ?? new URL('../../../shared/fixtures/marqeta/', import.meta.url).pathname
+/** Marqeta example messages, copied from the team's shared fixtures so that the repository tests on its own. */
+export const FIXTURES = process.env.MARQETA_FIXTURES ?? new URL('../fixtures/marqeta/', import.meta.url).pathname
 
 export interface Tapped {
   routingKey: string

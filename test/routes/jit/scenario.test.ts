@@ -3,7 +3,7 @@ import { build } from '../../helper.js'
 import { auditLedger } from '../../../src/audit.js'
 import { Tokens, account, cardholder, decisionOf, fund, holdOf, loadFixture, postJit } from '../../jit-fixtures.js'
 
-// The worked scenario of ../shared/fixtures/marqeta/README.md, message by message, with exact balances.
+// The worked scenario of test/fixtures/marqeta/README.md, message by message, with exact balances.
 t.test('the fixtures give the worked scenario its exact balances', async (t) => {
   const app = await build(t)
   const db = app.db
