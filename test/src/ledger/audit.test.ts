@@ -1,6 +1,6 @@
 import t from 'tap'
 import pg from 'pg'
-import { TEST_DATABASE_URL, uniq } from '../../helper.js'
+import { TEST_DATABASE_URL, eventually, uniq } from '../../helper.js'
 import { applyLedger } from '../../../src/ledger/apply.js'
 import { load } from '../../../src/ledger/funds.js'
 import { auditLedger, type Violation } from '../../../src/audit.js'
@@ -79,6 +79,12 @@ t.test('npm run migrate prepares a new database; npm run audit exits 0 on it, th
   const pool = new pg.Pool({ connectionString: url.toString(), max: 2 })
   t.teardown(async () => {
     await pool.end()
+    // pool.end() resolves before the sockets close; forcing the drop while a backend still exits would kill it and
+    // surface as an uncaught error of the CLI's client in this process.
+    await eventually(async () => {
+      const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name])
+      return rows[0].n === 0
+    })
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await admin.end()
   })
