@@ -1,7 +1,9 @@
 import fp from 'fastify-plugin'
 import type { Delivery, Handler } from '../src/broker.js'
 import { OutboxRelay } from '../src/outbox-relay.js'
-import { HoldExpiry } from '../src/hold-expiry.js'
+import { expireHolds } from '../src/hold-expiry.js'
+import { pruneOutbox } from '../src/outbox-retention.js'
+import { Periodic } from '../src/periodic.js'
 import { ArchiveWriter } from '../src/archive.js'
 import { processWebhookItem } from '../src/webhooks/process.js'
 
@@ -26,7 +28,14 @@ export default fp(async (app) => {
     log: app.log,
     metrics: telemetry
   })
-  const expiry = new HoldExpiry(app.db.pool, config.HOLD_EXPIRY_INTERVAL_MS, app.log)
+  const expiry = new Periodic('hold expiry', config.HOLD_EXPIRY_INTERVAL_MS, async () => {
+    const pass = await expireHolds(app.db.pool)
+    if (pass.expired > 0) app.log.info({ expired: pass.expired, released_minor: pass.releasedMinor.toString() }, 'holds expired')
+  }, app.log)
+  const retention = new Periodic('outbox pruning', config.OUTBOX_PRUNE_INTERVAL_MS, async () => {
+    const deleted = await pruneOutbox(app.db.pool, config.OUTBOX_RETENTION_HOURS * 3600)
+    if (deleted > 0) app.log.info({ deleted }, 'published outbox rows past the retention deleted')
+  }, app.log)
   const inFlight = new Set<Promise<void>>()
   let sampler: NodeJS.Timeout | undefined
 
@@ -78,6 +87,7 @@ export default fp(async (app) => {
     await broker.consume(ARCHIVE_QUEUE, measured(ARCHIVE_QUEUE, archive))
     await relay.start()
     expiry.start()
+    retention.start()
     sampler = setInterval(() => { void sampleQueues() }, QUEUE_SAMPLE_MS)
     sampler.unref()
   })
@@ -90,5 +100,6 @@ export default fp(async (app) => {
     await Promise.all([...inFlight])
     await relay.stop()
     await expiry.stop()
+    await retention.stop()
   })
 }, { name: 'workers', dependencies: ['config', 'postgres', 'rabbitmq', 'mongodb', 'cache'] })

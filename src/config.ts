@@ -51,6 +51,8 @@ export const ConfigSchema = Type.Object({
   CACHE_CONTROLS_TTL_S: Type.Integer({ minimum: 1, default: 300 }),
   CACHE_NEGATIVE_TTL_S: Type.Integer({ minimum: 1, default: 30 }),
   OUTBOX_POLL_MS: Type.Integer({ minimum: 10, default: 1000 }),
+  OUTBOX_RETENTION_HOURS: Type.Integer({ minimum: 1, default: 72 }),
+  OUTBOX_PRUNE_INTERVAL_MS: Type.Integer({ minimum: 1000, default: 60000 }),
   RUN_WORKERS: Type.Boolean({ default: true }),
   WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' })

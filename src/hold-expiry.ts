@@ -1,5 +1,4 @@
 import type pg from 'pg'
-import type { Logger } from './broker.js'
 
 // Any constant works, as long as every instance uses the same one (see MIGRATION_LOCK in src/migrate.ts).
 export const HOLD_EXPIRY_LOCK = 727_274_002
@@ -41,44 +40,5 @@ export async function expireHolds (pool: pg.Pool, limit = 500): Promise<ExpiryPa
   } finally {
     if (locked) await client.query('SELECT pg_advisory_unlock($1)', [HOLD_EXPIRY_LOCK]).catch(() => {})
     client.release()
-  }
-}
-
-/** Runs expireHolds every `intervalMs`, the first time one interval after start; passes never overlap. */
-export class HoldExpiry {
-  private timer?: NodeJS.Timeout
-  private running?: Promise<void>
-  private stopped = true
-
-  constructor (private readonly pool: pg.Pool, private readonly intervalMs: number, private readonly log: Logger) {}
-
-  start (): void {
-    if (!this.stopped) return
-    this.stopped = false
-    this.schedule()
-  }
-
-  private schedule (): void {
-    if (this.stopped) return
-    this.timer = setTimeout(() => this.run(), this.intervalMs)
-    this.timer.unref()
-  }
-
-  private run (): void {
-    if (this.stopped) return
-    this.running = expireHolds(this.pool).then((pass) => {
-      if (pass.expired > 0) this.log.info({ expired: pass.expired, released_minor: pass.releasedMinor.toString() }, 'holds expired')
-    }, (err) => {
-      this.log.warn({ err: (err as Error).message }, 'hold expiry pass failed; next one in the next interval')
-    }).finally(() => {
-      this.running = undefined
-      this.schedule()
-    })
-  }
-
-  async stop (): Promise<void> {
-    this.stopped = true
-    clearTimeout(this.timer)
-    await this.running
   }
 }

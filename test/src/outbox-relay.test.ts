@@ -5,6 +5,7 @@ import { build, eventually, TEST_DATABASE_URL } from '../helper.js'
 import { Broker, BrokerUnavailableError } from '../../src/broker.js'
 import { OutboxRelay, type Publisher } from '../../src/outbox-relay.js'
 import { migrate } from '../../src/migrate.js'
+import { pruneOutbox } from '../../src/outbox-retention.js'
 import type { Queryable } from '../../src/db.js'
 import { RABBITMQ_URL, tapExchange } from './webhooks-helpers.js'
 
@@ -137,4 +138,26 @@ t.test('two relays at once never publish the same row twice, and only confirmed 
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.equal(seen.length, 1000, 'no row published twice')
   t.same(seen.map((m) => m.messageId).sort(), [...more].sort())
+})
+
+t.test('retention: published rows past it are deleted range by range; unpublished and recent rows stay', async (t) => {
+  const pool = new pg.Pool({ connectionString: await ownDatabase(t), max: 2 })
+  t.teardown(() => pool.end())
+  await migrate(pool)
+  // Twelve rows aged 100 h down to 89 h (ids grow with time, as emit() writes them), the fourth never published,
+  // then two recent published rows and a recent unpublished one.
+  await pool.query(`INSERT INTO outbox (routing_key, payload, created_at, published_at)
+    SELECT 'old.' || i, '{}', now() - make_interval(hours => 100 - i), CASE WHEN i = 3 THEN NULL ELSE now() END
+      FROM generate_series(0, 11) i ORDER BY i`)
+  await pool.query(`INSERT INTO outbox (routing_key, payload, published_at) VALUES ('new.0', '{}', now()), ('new.1', '{}', now()), ('new.2', '{}', NULL)`)
+  const left = async (): Promise<string[]> => (await pool.query<{ routing_key: string }>('SELECT routing_key FROM outbox ORDER BY id')).rows.map((r) => r.routing_key)
+
+  t.equal(await pruneOutbox(pool, 95.5 * 3600, 4), 4, 'older than 95.5 h and published: rows 0, 1, 2 and 4, across two ranges')
+  t.same(await left(), ['old.3', 'old.5', 'old.6', 'old.7', 'old.8', 'old.9', 'old.10', 'old.11', 'new.0', 'new.1', 'new.2'])
+  t.equal(await pruneOutbox(pool, 3600, 4), 7)
+  t.same(await left(), ['old.3', 'new.0', 'new.1', 'new.2'], 'the unpublished row stays however old, recent rows stay')
+  t.equal(await pruneOutbox(pool, 3600, 4), 0, 'nothing more to do')
+  t.equal(await pruneOutbox(pool, 3600, 4, 1), 0)
+  await pool.query('DELETE FROM outbox')
+  t.equal(await pruneOutbox(pool, 3600), 0, 'an empty outbox')
 })
