@@ -1,5 +1,5 @@
 import type { TwoLevelCache } from '../cache.js'
-import type { CardRow, ContextSource, Controls, UserRow } from './context.js'
+import { PROGRAM_SCOPE, type ContextPart, type ContextParts, type ContextSource } from './context.js'
 
 export interface ContextTtls { userS: number, cardS: number, controlsS: number }
 
@@ -9,19 +9,27 @@ export const contextKeys = {
   controls: (scope: string) => `controls:${scope}`
 }
 
-/** The authorization context through the two cache levels, each part with its own TTL (DESIGN §8). */
+/**
+ * The authorization context through the two cache levels, each part under its own key and TTL (DESIGN §8). The parts
+ * one request lacks are looked up together: one Redis MGET, then one PostgreSQL statement for what Redis lacks.
+ */
 export class CachedContextSource implements ContextSource {
   constructor (private readonly cache: TwoLevelCache, private readonly source: ContextSource, private readonly ttls: ContextTtls) {}
 
-  async card (token: string): Promise<CardRow | null> {
-    return await this.cache.get(contextKeys.card(token), this.ttls.cardS, () => this.source.card(token))
-  }
-
-  async user (token: string): Promise<UserRow | null> {
-    return await this.cache.get(contextKeys.user(token), this.ttls.userS, () => this.source.user(token))
-  }
-
-  async controls (scope: string): Promise<Controls> {
-    return (await this.cache.get(contextKeys.controls(scope), this.ttls.controlsS, () => this.source.controls(scope))) ?? { auth: [], velocity: [] }
+  async parts (cardToken: string | undefined, userToken: string, wanted: ContextPart[]): Promise<ContextParts> {
+    const keyOf: Record<ContextPart, () => { key: string, ttlS: number }> = {
+      card: () => ({ key: contextKeys.card(cardToken ?? ''), ttlS: this.ttls.cardS }),
+      user: () => ({ key: contextKeys.user(userToken), ttlS: this.ttls.userS }),
+      userControls: () => ({ key: contextKeys.controls(userToken), ttlS: this.ttls.controlsS }),
+      programControls: () => ({ key: contextKeys.controls(PROGRAM_SCOPE), ttlS: this.ttls.controlsS })
+    }
+    const asked = wanted.filter((part) => part !== 'card' || cardToken !== undefined)
+    const entries = asked.map((part) => keyOf[part]())
+    const values = await this.cache.getMany(entries, async (keys) => {
+      const missing = asked.filter((_part, i) => keys.includes(entries[i].key))
+      const loaded = await this.source.parts(cardToken, userToken, missing)
+      return new Map(missing.map((part) => [keyOf[part]().key, loaded[part]]))
+    })
+    return Object.fromEntries(asked.map((part, i) => [part, values[i]])) as ContextParts
   }
 }

@@ -30,7 +30,7 @@ t.test('a burst of misses loads once, then both levels answer', async (t) => {
 t.test('the local level expires with its (settable) clock', async (t) => {
   let now = 1_000_000
   let loads = 0
-  const redis = { get: async () => null, set: async () => 'OK', del: async () => 0, publish: async () => 0 }
+  const redis = { mget: async (...keys: string[]) => keys.map(() => null), set: async () => 'OK', del: async () => 0, publish: async () => 0 }
   const cache = new TwoLevelCache({ redis, localTtlMs: 2000, localMaxEntries: 100, negativeTtlS: 5, now: () => now })
   const load = async (): Promise<number> => ++loads
   t.equal(await cache.get('k', 60, load), 1)
@@ -80,4 +80,36 @@ t.test('an invalidation drops the key in Redis and, through pub/sub, in another 
   await a.invalidate([key])
   await received
   t.equal(await b.get(key, 60, async () => state), 'SUSPENDED', 'b reloads after the invalidation')
+})
+
+t.test('getMany: local hits, one MGET for the rest, one load for what Redis lacks, single flight across calls', async (t) => {
+  const redis = redisClient()
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  const cache = new TwoLevelCache({ redis, localTtlMs: 60_000, localMaxEntries: 100, negativeTtlS: 5 })
+  const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((k) => uniq(k))
+  t.equal(await cache.get(a, 60, async () => 'A'), 'A')
+  await redis.set(`jitctx:${b}`, JSON.stringify('B'), 'EX', 60)
+  const loads: string[][] = []
+  const load = async (keys: string[]): Promise<Map<string, unknown>> => {
+    loads.push(keys)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    return new Map(keys.filter((k) => k === c).map((k) => [k, 'C']))
+  }
+  const entries = [a, b, c, d].map((key) => ({ key, ttlS: 60 }))
+  const [first, second] = await Promise.all([cache.getMany(entries, load), cache.getMany([...entries].reverse(), load)])
+  t.same(first, ['A', 'B', 'C', null], 'in the order asked; a key the loader leaves out is unknown')
+  t.same(second, [null, 'C', 'B', 'A'])
+  t.same(loads, [[c, d]], 'one load, with exactly the keys neither level had, for both concurrent calls')
+  t.equal(await redis.get(`jitctx:${c}`), '"C"', 'loaded values are written through')
+  t.ok(Number(await redis.ttl(`jitctx:${d}`)) <= 5, 'the unknown one for the negative TTL only')
+  t.same(await cache.getMany(entries, load), ['A', 'B', 'C', null])
+  t.equal(loads.length, 1, 'then all four from the local level')
+
+  // A failing load rejects every lookup waiting on it, and the next lookup tries again.
+  const e = uniq('e')
+  const failing = async (): Promise<Map<string, unknown>> => { await new Promise((resolve) => setTimeout(resolve, 10)); throw new Error('db down') }
+  const both = await Promise.allSettled([cache.getMany([{ key: e, ttlS: 60 }], failing), cache.get(e, 60, async () => 'never')])
+  t.same(both.map((r) => r.status), ['rejected', 'rejected'])
+  t.equal(await cache.get(e, 60, async () => 'E'), 'E')
 })

@@ -108,7 +108,7 @@ t.test('PostgreSQL unreachable: LedgerUnavailableError with statusCode 503, at o
   t.ok(err instanceof LedgerUnavailableError, String(err))
   t.equal((err as LedgerUnavailableError).statusCode, 503)
   // With the context served from elsewhere (a cache), the ledger call itself fails the same way.
-  const cached = { ...deps('2026-11-20T12:00:00Z', dead), context: { card: async () => ({ token: txn.card_token!, user_token: txn.user_token!, state: 'ACTIVE' }), user: async () => ({ token: txn.user_token!, status: 'ACTIVE' }), controls: async () => ({ auth: [], velocity: [] }) } }
+  const cached = { ...deps('2026-11-20T12:00:00Z', dead), context: { parts: async () => ({ card: { token: txn.card_token!, user_token: txn.user_token!, state: 'ACTIVE' }, user: { token: txn.user_token!, status: 'ACTIVE' } }) } }
   await t.rejects(decideJit(cached, txn, jitFundingOf(txn)!, performance.now() + 1500), LedgerUnavailableError)
   t.ok(performance.now() - started < 1000, 'no waiting for the deadline')
 })
