@@ -24,6 +24,7 @@ import { seedPopulation, type Population } from './seed.js'
 import { basicAuth, pingBody } from './messages.js'
 import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
+import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -77,6 +78,8 @@ interface Row {
   result?: LoadResult
   ratio?: number
   unexpected?: Record<string, number>
+  /** CPU ms per request: the service's main thread and the servers it used (bench/cpu.ts). */
+  cpu?: CpuSnapshot
 }
 
 const loadAtStart = loadavg()[0]
@@ -141,7 +144,9 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     const backlog = await drainOutbox(app)
     if (backlog !== undefined) notes.push(`before ${phase.name}: ${backlog}`)
     await load(address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
+    const cpuBefore = cpuSnapshot()
     row.result = await load(address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
+    row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), row.result.requests)
     const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
     if (Object.keys(unexpected).length > 0) row.unexpected = unexpected
     const ref = rows.find((r) => r.name === phase.reference)?.result
@@ -172,10 +177,10 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     redis_lookup_p99_ms: redisDirect !== undefined ? { value: round(redisDirect.p99, 3), goal: goal.redisP99Ms, met: redisDirect.p99 < goal.redisP99Ms } : undefined
   }
 
-  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio']
+  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio', 'CPU ms/req svc+pg+mq+redis']
   const cells = rows.map((row): string[] => {
     const r = row.result
-    if (r === undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped ?? '']
+    if (r === undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped ?? '', '']
     const count = (pred: (code: number) => boolean): number => Object.entries(r.statuses).filter(([c]) => pred(Number(c))).reduce((a, [, n]) => a + n, 0)
     return [
       `${row.name} (${row.route})`,
@@ -189,7 +194,8 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
       count((c) => c === 402).toString(),
       count((c) => (c < 200 || c >= 300) && c !== 402).toString(),
       (r.errors + r.timeouts).toString(),
-      row.ratio !== undefined ? `${row.ratio.toFixed(2)} x ${row.reference}` : ''
+      row.ratio !== undefined ? `${row.ratio.toFixed(2)} x ${row.reference}` : '',
+      row.cpu !== undefined ? [row.cpu.service, row.cpu.postgres, row.cpu.rabbitmq, row.cpu.redis].map((ms) => ms.toFixed(2)).join('+') : ''
     ]
   })
 
@@ -229,7 +235,8 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
       statuses: row.result?.statuses,
       unexpected_statuses: row.unexpected,
       errors: row.result?.errors,
-      timeouts: row.result?.timeouts
+      timeouts: row.result?.timeouts,
+      cpu_ms_per_request: row.cpu !== undefined ? Object.fromEntries(Object.entries(row.cpu).map(([k, v]) => [k, round(v, 3)])) : undefined
     })),
     goals,
     jit_profiler_after_jit_phase: profiler,

@@ -24,6 +24,8 @@ export interface OutboxRelayOptions {
   broker: Publisher
   pollMs: number
   batchSize?: number
+  /** How long a kick waits for more kicks before the pass starts (default 5 ms): fewer, fuller batches under load. */
+  coalesceMs?: number
   log: Logger
   metrics?: RelayMetrics
 }
@@ -50,14 +52,17 @@ export class OutboxRelay {
   private listener?: pg.Client
   private pollTimer?: NodeJS.Timeout
   private reconnectTimer?: NodeJS.Timeout
+  private scheduled?: NodeJS.Timeout
   private running?: Promise<void>
   private again = false
   private stopped = true
   private readonly batchSize: number
+  private readonly coalesceMs: number
   private readonly onBrokerConnected = (): void => this.kick()
 
   constructor (private readonly opts: OutboxRelayOptions) {
     this.batchSize = opts.batchSize ?? 200
+    this.coalesceMs = opts.coalesceMs ?? 5
   }
 
   async start (): Promise<void> {
@@ -82,25 +87,39 @@ export class OutboxRelay {
     this.opts.broker.off('connected', this.onBrokerConnected)
     clearTimeout(this.pollTimer)
     clearTimeout(this.reconnectTimer)
+    clearTimeout(this.scheduled)
+    this.scheduled = undefined
     await this.running
     const listener = this.listener
     this.listener = undefined
     await listener?.end().catch(() => {})
   }
 
-  /** Asks for a pass; passes never overlap in one process, and a kick during a pass runs another one after it. */
+  /**
+   * Asks for a pass, which starts `coalesceMs` later so that the kicks of a burst share it. Passes never overlap in
+   * one process; a kick during a pass schedules another one after it. (Passes started on every kick were mostly
+   * empty under load: more outbox SELECTs than decisions.)
+   */
   kick (): void {
     if (this.stopped) return
     if (this.running !== undefined) {
       this.again = true
       return
     }
+    if (this.scheduled !== undefined) return
+    this.scheduled = setTimeout(() => {
+      this.scheduled = undefined
+      this.pass()
+    }, this.coalesceMs)
+  }
+
+  private pass (): void {
+    if (this.stopped || this.running !== undefined) return
     this.again = false
     this.running = this.drain()
       .then(() => {}, (err) => this.opts.log.warn({ err: (err as Error).message }, 'outbox relay pass failed'))
       .finally(() => {
         this.running = undefined
-        // A kick that arrived after the pass's last look at `again`.
         if (this.again) this.kick()
       })
   }
@@ -108,22 +127,19 @@ export class OutboxRelay {
   /** Publishes until the outbox is empty, the broker is down, or a batch fails. Resolves with the totals. */
   async drain (): Promise<RelayPass> {
     const total: RelayPass = { published: 0, failed: 0 }
-    do {
-      this.again = false
-      for (;;) {
-        if (!this.opts.broker.connected) return total
-        let pass: RelayPass
-        try {
-          pass = await this.publishBatch()
-        } catch (err) {
-          this.opts.log.warn({ err: (err as Error).message }, 'outbox relay pass failed; rows stay for the next one')
-          return total
-        }
-        total.published += pass.published
-        total.failed += pass.failed
-        if (pass.failed > 0 || pass.published < this.batchSize) break
+    for (;;) {
+      if (!this.opts.broker.connected) break
+      let pass: RelayPass
+      try {
+        pass = await this.publishBatch()
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'outbox relay pass failed; rows stay for the next one')
+        break
       }
-    } while (this.again && !this.stopped)
+      total.published += pass.published
+      total.failed += pass.failed
+      if (pass.failed > 0 || pass.published < this.batchSize) break
+    }
     if (total.published > 0) await this.sample()
     return total
   }
