@@ -2,8 +2,7 @@ import { pathToFileURL } from 'node:url'
 import pg from 'pg'
 import { loadConfig, redactUrl } from './config.js'
 import { migrate } from './migrate.js'
-
-export interface CliOutput { log: (line: string) => void, error: (line: string) => void }
+import type { CliOutput } from './audit-cli.js'
 
 /** `npm run migrate`: applies pending migrations to the configured database (DATABASE_URL). Returns the exit code: 0 or 1. */
 export async function runMigrate (env?: Record<string, unknown>, out: CliOutput = console): Promise<number> {
