@@ -2,7 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
-import { decideJit } from '../src/jit/decide.js'
+import { callJitDecide, decideJit } from '../src/jit/decide.js'
+import { JitBatcher } from '../src/jit/batcher.js'
 import type { JitStage } from '../src/metrics.js'
 
 const JitResponseSchema = Type.Object({
@@ -37,9 +38,18 @@ function lap (request: FastifyRequest, stage: JitStage): void {
 }
 
 /** Marqeta's JIT funding gateway (DESIGN §4, contract). */
+// Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
+const BATCH_LOCK_TIMEOUT_MS = 50
+
 const jitRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { config, profiler } = app
+  // Concurrent decisions share database calls (group commit); JIT_BATCH_MAX=1 sends each alone.
+  const batcher = new JitBatcher(app.db.pool, (call, deadlineAt) => callJitDecide(app.db.pool, call, deadlineAt), {
+    maxBatch: config.JIT_BATCH_MAX,
+    maxInFlight: config.JIT_BATCH_CONCURRENCY,
+    lockTimeoutMs: BATCH_LOCK_TIMEOUT_MS
+  })
 
   app.post('/marqeta/jit', {
     // Not shed by @fastify/under-pressure: a 503 makes Marqeta apply its stand-in rules, which may approve what the
@@ -73,7 +83,8 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
       now: () => new Date(),
       partialApproval: config.JIT_PARTIAL_APPROVAL,
       holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
-      stage: (stage) => lap(request, stage)
+      stage: (stage) => lap(request, stage),
+      ledger: batcher.decide
     }, txn, jit, started + config.JIT_DEADLINE_MS)
     if (!answer.replay) {
       // The approval rate is about decisions; informative messages (clearings, refunds, …) are only counted.

@@ -40,6 +40,8 @@ export const ConfigSchema = Type.Object({
   JIT_CUSTOM_HEADER_VALUE: Type.Optional(Type.String({ minLength: 1 })),
   JIT_DEADLINE_MS: Type.Integer({ minimum: 50, maximum: 2900, default: 1500 }),
   JIT_PARTIAL_APPROVAL: Bool,
+  JIT_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+  JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
   JIT_SLOW_WARN_MS: Type.Integer({ minimum: 1, default: 50 }),
   JIT_SLOW_ERROR_MS: Type.Integer({ minimum: 1, default: 100 }),
   HOLD_EXPIRATION_DAYS: Type.Integer({ minimum: 1, maximum: 90, default: 7 }),

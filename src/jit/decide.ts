@@ -5,6 +5,7 @@ import { isConnectionError, pgErrors } from '../db.js'
 import { loadAuthContext, type ContextSource } from './context.js'
 import { checkCardAndHolder, checkSpendingControls, type Purchase, type RuleOutcome } from './rules.js'
 import type { JitStage } from '../metrics.js'
+import type { DecisionRow, LedgerCall } from './batcher.js'
 
 export interface DecisionDeps {
   pool: pg.Pool
@@ -14,6 +15,8 @@ export interface DecisionDeps {
   holdExpirationDays: number
   /** Called as each stage ends, with its duration in ms. */
   stage: (stage: JitStage) => void
+  /** The money-moving call (a JitBatcher's); by default one jit_decide statement per decision on `pool`. */
+  ledger?: LedgerCall
 }
 
 export interface JitAnswer {
@@ -161,7 +164,7 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
     effect,
     request: txn
   }
-  const row = await callJitDecide(deps.pool, call, deadlineAt)
+  const row = await (deps.ledger ?? ((c, at) => callJitDecide(deps.pool, c, at)))(call, deadlineAt)
   deps.stage('ledger')
   if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
   return answerOf(row, group, call.mode === 'effect' || call.mode === 'record')
@@ -215,14 +218,13 @@ async function withinDeadline<T> (work: Promise<T>, deadlineAt: number): Promise
 const isPoolTimeout = (err: unknown): boolean =>
   /timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test((err as Error)?.message ?? '')
 
-interface DecisionRow { status_code: number, response: string, replay: boolean, overdrawn?: boolean }
 
 /**
  * Runs jit_decide within the deadline: the wait for a pooled connection is bounded, and the remaining time bounds
  * lock waits inside the statement (lock_timeout), so a decision that cannot finish in time rolls back entirely.
  * Returns undefined when the deadline passed (nothing was changed).
  */
-async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<DecisionRow | undefined> {
+export async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<DecisionRow | undefined> {
   let client: pg.PoolClient
   try {
     client = await withDeadline(pool.connect(), deadlineAt, (late) => late.release())
@@ -247,7 +249,7 @@ async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, dead
 
 class DeadlineError extends Error {}
 
-function withDeadline<T> (promise: Promise<T>, deadlineAt: number, onLate: (value: T) => void): Promise<T> {
+export function withDeadline<T> (promise: Promise<T>, deadlineAt: number, onLate: (value: T) => void): Promise<T> {
   return new Promise((resolve, reject) => {
     let expired = false
     const timer = setTimeout(() => { expired = true; reject(new DeadlineError()) }, Math.max(0, deadlineAt - performance.now()))
