@@ -74,6 +74,7 @@ export default fp(async (app) => {
       if (stats === undefined) continue
       telemetry.queueDepth.set({ queue: name }, stats.messages)
       telemetry.queueDepth.set({ queue: `${name}.dlq` }, stats.dlq)
+      telemetry.queueConsumers.set({ queue: name }, stats.consumers)
     }
   }
 
@@ -88,6 +89,7 @@ export default fp(async (app) => {
     await relay.start()
     expiry.start()
     retention.start()
+    void sampleQueues()
     sampler = setInterval(() => { void sampleQueues() }, QUEUE_SAMPLE_MS)
     sampler.unref()
   })

@@ -37,7 +37,8 @@ export function createMetrics () {
     outboxLag: new client.Gauge({ name: 'outbox_lag_seconds', help: 'age of the oldest unpublished outbox row', registers }),
     publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
     consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),
-    queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers })
+    queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers }),
+    queueConsumers: new client.Gauge({ name: 'rabbitmq_queue_consumers', help: 'consumers subscribed to a queue, all instances', labelNames: ['queue'], registers })
   }
   client.collectDefaultMetrics({ register: registry })
   return metrics

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../helper.js'
+import { build, eventually } from '../helper.js'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../helper.js'
 
@@ -59,4 +59,19 @@ t.test('errors are JSON without stack traces; authorization headers never reach 
   t.equal(res.statusCode, 401)
   t.notMatch(res.body, /at .*\.js/)
   t.notMatch(lines.join('\n'), /c2VjcmV0OnNlY3JldA==/)
+})
+
+t.test('/health and /metrics report the work queues: depth, consumers, dead letters', async (t) => {
+  const app = await build(t, { RUN_WORKERS: 'true' })
+  await eventually(async () => app.broker.connected, 20_000)
+  const queues = await eventually(async () => {
+    const q = (await app.inject({ url: '/health' })).json().rabbitmq?.queues
+    return q?.['webhooks.process']?.consumers >= 1 ? q : undefined
+  })
+  t.match(queues['transactions.archive'], { messages: Number, consumers: Number, dlq: Number })
+  const metrics = await eventually(async () => {
+    const body = (await app.inject({ url: '/metrics' })).body
+    return /rabbitmq_queue_consumers\{queue="webhooks.process"\} [1-9]/.test(body) ? body : undefined
+  })
+  t.match(metrics, /rabbitmq_queue_depth\{queue="transactions.archive.dlq"\} \d+/)
 })
