@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
-import type { Delivery, Handler } from '../src/broker.js'
+import { RetryLaterError, type Delivery, type Handler } from '../src/broker.js'
 import { OutboxRelay } from '../src/outbox-relay.js'
 import { expireHolds } from '../src/hold-expiry.js'
 import { pruneOutbox } from '../src/outbox-retention.js'
 import { Periodic } from '../src/periodic.js'
-import { ArchiveWriter } from '../src/archive.js'
+import { ArchiveWriter, isMongoUnavailable } from '../src/archive.js'
 import { processWebhookItem } from '../src/webhooks/process.js'
 
 export const WEBHOOKS_QUEUE = 'webhooks.process'
@@ -65,7 +65,13 @@ export default fp(async (app) => {
 
   const writer = new ArchiveWriter(app.mongo.db!)
   const archive: Handler = async ({ routingKey, messageId, content, headers }) => {
-    await writer.write({ routingKey, messageId, content, headers })
+    try {
+      await writer.write({ routingKey, messageId, content, headers })
+    } catch (err) {
+      // MongoDB down is a degraded archive (DESIGN §7), not a bad message: it waits instead of dead-lettering.
+      if (isMongoUnavailable(err)) throw new RetryLaterError(`MongoDB unavailable: ${(err as Error).message}`)
+      throw err
+    }
   }
 
   const sampleQueues = async (): Promise<void> => {

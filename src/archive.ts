@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ObjectId, type Db } from 'mongodb'
+import { MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError, ObjectId, type Db } from 'mongodb'
 import { jitFundingOf, type Transaction } from './marqeta.js'
 
 export const archiveCollection = 'marqeta_messages'
@@ -188,4 +188,10 @@ export class ArchiveWriter {
       )
     }
   }
+}
+
+/** MongoDB could not be reached (as opposed to refusing a document): the archive waits for it instead of failing. */
+export function isMongoUnavailable (err: unknown): boolean {
+  return err instanceof MongoNetworkError || err instanceof MongoServerSelectionError ||
+    err instanceof MongoNotConnectedError || err instanceof MongoTopologyClosedError
 }

@@ -23,6 +23,12 @@ export const defaultTopology: Topology = {
 
 export const MAX_RETRIES = 3
 
+/**
+ * Thrown by a handler whose own dependency is down (not the message's fault): the message waits in the retry queue
+ * for the longest retry delay and comes back without using up a retry, so an outage never dead-letters good work.
+ */
+export class RetryLaterError extends Error {}
+
 export interface Logger {
   info: (obj: object | string, msg?: string) => void
   warn: (obj: object | string, msg?: string) => void
@@ -175,7 +181,8 @@ export class Broker extends EventEmitter {
 
   /**
    * Consumes `queue` with a prefetch; acks after the handler resolves. A failing message is re-queued through the
-   * retry queue with a delay, MAX_RETRIES times, then dead-lettered with the failure reason in `x-failure-reason`.
+   * retry queue with a delay, MAX_RETRIES times, then dead-lettered with the failure reason in `x-failure-reason`
+   * (a RetryLaterError retries without counting).
    */
   async consume (queue: string, handler: Handler): Promise<void> {
     this.consumers.set(queue, handler)
@@ -211,13 +218,14 @@ export class Broker extends EventEmitter {
       channel.ack(msg)
     } catch (err) {
       const reason = (err as Error)?.message ?? String(err)
-      const target = retries < MAX_RETRIES ? `${queue}.retry` : `${queue}.dlq`
+      const later = err instanceof RetryLaterError
+      const target = later || retries < MAX_RETRIES ? `${queue}.retry` : `${queue}.dlq`
       const options: Options.Publish = {
         ...msg.properties,
         persistent: true,
-        headers: { ...headers, 'x-retries': retries + 1, 'x-failure-reason': reason.slice(0, 500), 'x-original-routing-key': headers['x-original-routing-key'] ?? msg.fields.routingKey }
+        headers: { ...headers, 'x-retries': later ? retries : retries + 1, 'x-failure-reason': reason.slice(0, 500), 'x-original-routing-key': headers['x-original-routing-key'] ?? msg.fields.routingKey }
       }
-      if (target.endsWith('.retry')) options.expiration = String(this.opts.retryDelayMs * 2 ** retries)
+      if (target.endsWith('.retry')) options.expiration = String(this.opts.retryDelayMs * 2 ** (later ? MAX_RETRIES : retries))
       else delete options.expiration
       try {
         channel.sendToQueue(target, msg.content, options)

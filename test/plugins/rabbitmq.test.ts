@@ -2,7 +2,7 @@ import t from 'tap'
 import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { buildConnected } from '../src/webhooks-helpers.js'
-import { MAX_RETRIES, type Delivery } from '../../src/broker.js'
+import { MAX_RETRIES, RetryLaterError, type Delivery } from '../../src/broker.js'
 
 const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 
@@ -50,6 +50,31 @@ t.test('a confirmed publish is consumed once, and a handler that keeps failing l
   t.equal(dead[0].routingKey, `${prefix}.poison`, 'the original routing key survives the retries')
   t.equal(dead[0].headers['x-failure-reason'], 'cannot handle this one')
   t.equal(Number(dead[0].headers['x-retries']), MAX_RETRIES + 1)
+  await broker.cancel(name)
+  await broker.cancel(`${name}.dlq`)
+})
+
+t.test('a handler whose dependency is down retries without using up its retries, and never dead-letters', async (t) => {
+  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: '10' })
+  const { broker } = app
+  const name = uniq('test.rmq')
+  const prefix = `test.rmq.${name}`
+  await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
+  t.teardown(() => deleteWorkQueue(name))
+  const attempts: Delivery[] = []
+  await broker.consume(name, async (delivery) => {
+    attempts.push(delivery)
+    if (attempts.length <= MAX_RETRIES + 2) throw new RetryLaterError('store down')
+  })
+  const dead: Delivery[] = []
+  await broker.consume(`${name}.dlq`, async (delivery) => { dead.push(delivery) })
+  await broker.publish(`${prefix}.x`, { n: 1 }, { messageId: 'later-1' })
+  await eventually(async () => attempts.length === MAX_RETRIES + 3)
+  t.same(attempts.map((d) => d.retries), Array(MAX_RETRIES + 3).fill(0), 'no retry was counted')
+  t.equal(attempts.at(-1)?.headers['x-failure-reason'], 'store down')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(attempts.length, MAX_RETRIES + 3, 'handled once it succeeded')
+  t.equal(dead.length, 0, 'nothing dead-lettered')
   await broker.cancel(name)
   await broker.cancel(`${name}.dlq`)
 })

@@ -1,7 +1,8 @@
 import t from 'tap'
 import amqp from 'amqplib'
+import { MongoClient, ObjectId } from 'mongodb'
 import { build, eventually, uniq } from '../helper.js'
-import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection } from '../../src/archive.js'
+import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection, isMongoUnavailable } from '../../src/archive.js'
 import { buildConnected, createCardholder, fixture, jitHold, postWebhook, RABBITMQ_URL, withTokens } from './webhooks-helpers.js'
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
@@ -104,4 +105,18 @@ t.test('webhooks posted to the route land in MongoDB through the broker', async 
   t.equal(await db.collection(archiveCollection).countDocuments({ jit_token: tok['jit-0005'] }), 1, 'three deliveries, one document')
   t.equal(await db.collection(archiveCollection).countDocuments({ token: other.token }), 1, 'unknown keys are archived too')
   t.ok((await db.collection(archiveCollection).find({ user_token: tok['user-ada'] }).toArray()).length === 1, 'found by user_token')
+})
+
+t.test('MongoDB unreachable is told apart from a refused document', async (t) => {
+  const client = new MongoClient('mongodb://127.0.0.1:1/none', { serverSelectionTimeoutMS: 200 })
+  t.teardown(() => client.close())
+  const down = await client.db().collection('x').insertOne({ a: 1 }).then(() => undefined, (err: unknown) => err)
+  t.ok(isMongoUnavailable(down), String(down))
+  const app = await build(t, { RUN_WORKERS: 'false' })
+  const coll = app.mongo.db!.collection<{ _id: ObjectId }>(uniq('refused'))
+  const _id = new ObjectId()
+  await coll.insertOne({ _id })
+  const refused = await coll.insertOne({ _id }).then(() => undefined, (err: unknown) => err)
+  t.ok(refused !== undefined, 'a duplicate _id is refused')
+  t.notOk(isMongoUnavailable(refused))
 })
