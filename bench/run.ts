@@ -4,7 +4,7 @@
  * Every route is warmed up right before it is measured (pg's pool drops idle clients), all in ONE run, so ratios
  * between the product's routes and their references are comparable even on a noisy machine.
  *
- *   --only jit      just the PostgreSQL reference and the JIT authorization route
+ *   --only jit      just the PostgreSQL reference and the JIT authorization route, with and without the context cache
  *   --ci            short (3 s per route); exit 1 when JIT p99 >= 100 ms, Redis lookup p99 >= 5 ms, or any
  *                   unexpected status or socket error
  *   --duration S --warmup S --connections N --users N --cards-per-user N --corporate-cards N
@@ -66,6 +66,8 @@ interface Phase {
   scenario: (tag: string) => Scenario
   expected: number[]
   jit?: boolean
+  /** Another service than the main one (the same code with the cache turned off). */
+  address?: string
   /** A probe that returns a note when the route does not exist yet (then the phase is skipped). */
   probe?: () => Promise<string | undefined>
 }
@@ -93,20 +95,24 @@ async function main (): Promise<number> {
   const app = await buildApp(config)
   await app.register(referenceRoutes, { rows: REFERENCE_ROWS })
   await app.ready()
+  // The same service with the context cache turned off, for the JIT row without the cache in this run.
+  const uncached = await buildApp({ ...config, CACHE_ENABLED: false })
   let exitCode = 0
   try {
-    exitCode = await bench(app, config, runId)
+    exitCode = await bench(app, uncached, config, runId)
   } finally {
+    await uncached.close()
     await app.close()
   }
   return exitCode
 }
 
-async function bench (app: FastifyInstance, config: Config, runId: string): Promise<number> {
+async function bench (app: FastifyInstance, uncached: FastifyInstance, config: Config, runId: string): Promise<number> {
   const pool = app.db.pool
   await prepareReferenceTable(pool, REFERENCE_ROWS)
   await app.redis.set(REDIS_KEY, 'reference')
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const uncachedAddress = await uncached.listen({ port: 0, host: '127.0.0.1' })
   console.log(`bench run ${runId}: service on ${address}, ${connections} connections, ${durationS} s per route (+${warmupS} s warm-up)${ci ? ', CI mode' : ''}`)
 
   const seedStarted = performance.now()
@@ -129,7 +135,7 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
       (redisDirect.errors > 0 ? `, ${redisDirect.errors} failed (${redisDirect.firstError})` : ''))
   }
 
-  const phases = definePhases(app, config, population, runId).filter((p) => !onlyJit || p.name === 'pg' || p.name === 'jit')
+  const phases = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'jit-nocache'].includes(p.name))
   const rows: Row[] = []
   let profiler: unknown
   for (const phase of phases) {
@@ -143,9 +149,9 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
     }
     const backlog = await drainOutbox(app)
     if (backlog !== undefined) notes.push(`before ${phase.name}: ${backlog}`)
-    await load(address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
+    await load(phase.address ?? address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
     const cpuBefore = cpuSnapshot()
-    row.result = await load(address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
+    row.result = await load(phase.address ?? address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
     row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), row.result.requests)
     const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
     if (Object.keys(unexpected).length > 0) row.unexpected = unexpected
@@ -264,7 +270,7 @@ async function bench (app: FastifyInstance, config: Config, runId: string): Prom
   return 0
 }
 
-function definePhases (app: FastifyInstance, config: Config, population: Population, runId: string): Phase[] {
+function definePhases (app: FastifyInstance, config: Config, population: Population, runId: string, uncachedAddress: string): Phase[] {
   const json = { 'content-type': 'application/json' }
   const jitHeaders = { ...json, authorization: basicAuth(config.JIT_BASIC_AUTH_USER, config.JIT_BASIC_AUTH_PASSWORD) }
   const adminHeaders = { authorization: `Bearer ${config.ADMIN_TOKEN}` }
@@ -290,6 +296,7 @@ function definePhases (app: FastifyInstance, config: Config, population: Populat
     { name: 'redis', route: 'GET /bench/redis', reference: 'hello', scenario: get('/bench/redis'), expected: [200] },
     { name: 'pg', route: 'POST /bench/pg', reference: 'hello', scenario: post('/bench/pg'), expected: [200] },
     { name: 'jit', route: 'POST /marqeta/jit pgfs.authorization', reference: 'pg', scenario: jitScenario('pgfs.authorization', population.pairs), expected: [200, 402], jit: true },
+    { name: 'jit-nocache', route: 'POST /marqeta/jit, cache off', reference: 'jit', scenario: jitScenario('pgfs.authorization', population.pairs), expected: [200, 402], jit: true, address: uncachedAddress },
     { name: 'pg-hot', route: 'POST /bench/pg-hot', reference: 'pg', scenario: post('/bench/pg-hot'), expected: [200] },
     { name: 'jit-hot', route: 'POST /marqeta/jit, one account', reference: 'pg-hot', scenario: jitScenario('pgfs.authorization', population.corporatePairs), expected: [200, 402], jit: true },
     { name: 'balance', route: 'POST /marqeta/jit pgfs.balanceinquiry', reference: 'pg', scenario: jitScenario('pgfs.balanceinquiry', population.pairs), expected: [200], jit: true },

@@ -55,7 +55,9 @@ export default fp(async (app) => {
   subscriber.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => app.log.warn({ err: err.message }, 'cache: cannot subscribe to invalidations yet'))
 
   app.decorate('contextCache', cache)
-  app.decorate('contextSource', new CachedContextSource(cache, new PgContextSource(app.db), {
+  const fromPostgres = new PgContextSource(app.db)
+  // CACHE_ENABLED=false: every decision loads its context from PostgreSQL (the bench's without-cache row).
+  app.decorate<ContextSource>('contextSource', !config.CACHE_ENABLED ? fromPostgres : new CachedContextSource(cache, fromPostgres, {
     userS: config.CACHE_USER_TTL_S,
     cardS: config.CACHE_CARD_TTL_S,
     controlsS: config.CACHE_CONTROLS_TTL_S

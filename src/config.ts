@@ -46,6 +46,7 @@ export const ConfigSchema = Type.Object({
   JIT_SLOW_ERROR_MS: Type.Integer({ minimum: 1, default: 100 }),
   HOLD_EXPIRATION_DAYS: Type.Integer({ minimum: 1, maximum: 90, default: 7 }),
   HOLD_EXPIRY_INTERVAL_MS: Type.Integer({ minimum: 1000, default: 60000 }),
+  CACHE_ENABLED: Type.Boolean({ default: true }),
   CACHE_LOCAL_TTL_MS: Type.Integer({ minimum: 0, default: 2000 }),
   CACHE_LOCAL_MAX_ENTRIES: Type.Integer({ minimum: 1, default: 50000 }),
   CACHE_USER_TTL_S: Type.Integer({ minimum: 1, default: 3600 }),

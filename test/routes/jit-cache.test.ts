@@ -103,3 +103,16 @@ t.test('hit rate stays above 80% on Zipf-distributed traffic over many cards', a
   t.comment(`hits ${hits} of ${lookups} lookups, hit rate ${(rate * 100).toFixed(1)}%`)
   t.ok(rate > 0.8, `hit rate ${(rate * 100).toFixed(1)}% > 80%`)
 })
+
+t.test('CACHE_ENABLED=false: every decision reads PostgreSQL, no cache level is touched', async (t) => {
+  const app = await build(t, { CACHE_ENABLED: 'false' })
+  const { user, card } = await seedCardholder(app, 500)
+  t.equal((await authorize(app, user, card)).statusCode, 200)
+  // Changed behind any cache's back.
+  await app.db.query("UPDATE users SET status = 'SUSPENDED' WHERE token = $1", [user])
+  const res = await authorize(app, user, card)
+  t.equal(res.json().jit_funding.decline_reason, 'CARDHOLDER_NOT_ACTIVE')
+  const lookups = async (name: 'cacheHits' | 'cacheMisses'): Promise<number> =>
+    (await app.telemetry[name].get()).values.reduce((sum, v) => sum + v.value, 0)
+  t.same([await lookups('cacheHits'), await lookups('cacheMisses')], [0, 0])
+})
