@@ -48,7 +48,7 @@ export async function setCardState (db: Database, token: string, state: CardStat
     if (current.state === state) return { card: current, changed: false }
     if (current.state === 'TERMINATED') throw httpError(409, `card ${token} is TERMINATED, which is final`, 'INVALID_TRANSITION')
     const updated = await client.query(
-      `UPDATE cards SET state = $2, last_modified_time = now() WHERE token = $1 RETURNING ${COLUMNS}`, [token, state])
+      `UPDATE cards SET state = $2, state_since = now(), last_modified_time = now() WHERE token = $1 RETURNING ${COLUMNS}`, [token, state])
     return { card: toCard(updated.rows[0]), changed: true }
   })
 }

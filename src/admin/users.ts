@@ -58,7 +58,7 @@ export async function setUserStatus (db: Database, token: string, status: UserSt
     if (current.status === status) return { user: current, changed: false }
     if (current.status === 'CLOSED') throw httpError(409, `user ${token} is CLOSED, which is final`, 'INVALID_TRANSITION')
     const updated = await client.query(
-      `UPDATE users SET status = $2, last_modified_time = now() WHERE token = $1 RETURNING ${COLUMNS}`, [token, status])
+      `UPDATE users SET status = $2, status_since = now(), last_modified_time = now() WHERE token = $1 RETURNING ${COLUMNS}`, [token, status])
     return { user: toUser(updated.rows[0]), changed: true }
   })
 }

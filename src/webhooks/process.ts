@@ -83,16 +83,25 @@ const userStatuses: Record<string, string> = { ACTIVE: 'ACTIVE', SUSPENDED: 'SUS
 
 const str = (v: unknown): string | undefined => typeof v === 'string' && v !== '' ? v : undefined
 
+/** When Marqeta made the transition (its `created_time`), so that one delivered late does not undo a newer one. */
+function transitionTime (transition: Record<string, unknown>): Date {
+  const at = new Date(str(transition.created_time) ?? NaN)
+  return Number.isNaN(at.getTime()) ? new Date() : at
+}
+
 async function applyCardTransition (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
   const transition = (item ?? {}) as Record<string, unknown>
   const cardToken = str(transition.card_token)
   const state = str(transition.state)
   if (cardToken === undefined || state === undefined) throw new InvalidWebhookItemError('card transition without card_token or state')
   if (!cardStates.has(state)) return { type: 'cards', action: 'none', reason: `card state ${state} not tracked` }
-  const { rowCount } = await deps.db.query(
-    `UPDATE cards SET state = $2, last_modified_time = now()
-      WHERE token = $1 AND state <> 'TERMINATED' AND state <> $2`, [cardToken, state])
-  const changed = (rowCount ?? 0) > 0
+  const { rows } = await deps.db.query<{ previous: string }>(
+    `WITH prev AS (SELECT state FROM cards WHERE token = $1 FOR UPDATE)
+     UPDATE cards c SET state = $2, state_since = $3, last_modified_time = now() FROM prev
+      WHERE c.token = $1 AND prev.state <> 'TERMINATED' AND (c.state_since IS NULL OR c.state_since <= $3)
+     RETURNING prev.state AS previous`, [cardToken, state, transitionTime(transition)])
+  if (rows.length === 0) return { type: 'cards', action: 'none', reason: 'card unknown, terminated, or a newer state already applied' }
+  const changed = rows[0].previous !== state
   if (changed) await invalidate(deps, { cards: [cardToken] })
   return { type: 'cards', action: 'state', token: cardToken, changed }
 }
@@ -104,10 +113,13 @@ async function applyUserTransition (deps: ProcessDeps, item: unknown): Promise<P
   if (userToken === undefined || status === undefined) throw new InvalidWebhookItemError('user transition without user_token or status')
   const mapped = userStatuses[status]
   if (mapped === undefined) return { type: 'usertransitions', action: 'none', reason: `user status ${status} not tracked` }
-  const { rowCount } = await deps.db.query(
-    `UPDATE users SET status = $2, last_modified_time = now()
-      WHERE token = $1 AND status <> 'CLOSED' AND status <> $2`, [userToken, mapped])
-  const changed = (rowCount ?? 0) > 0
+  const { rows } = await deps.db.query<{ previous: string }>(
+    `WITH prev AS (SELECT status FROM users WHERE token = $1 FOR UPDATE)
+     UPDATE users u SET status = $2, status_since = $3, last_modified_time = now() FROM prev
+      WHERE u.token = $1 AND prev.status <> 'CLOSED' AND (u.status_since IS NULL OR u.status_since <= $3)
+     RETURNING prev.status AS previous`, [userToken, mapped, transitionTime(transition)])
+  if (rows.length === 0) return { type: 'usertransitions', action: 'none', reason: 'user unknown, closed, or a newer status already applied' }
+  const changed = rows[0].previous !== mapped
   if (changed) await invalidate(deps, { users: [userToken] })
   return { type: 'usertransitions', action: 'state', token: userToken, changed }
 }

@@ -203,6 +203,22 @@ t.test('processing the same item concurrently moves money once (no broker involv
   t.same(invalidated, [{ cards: [card] }])
   t.match(await processWebhookItem(withCache, 'webhook.cards', Buffer.from(JSON.stringify({ card_token: card, state: 'SUSPENDED' }))), { changed: false })
   t.equal(invalidated.length, 1, 'no change, no invalidation')
+
+  // Delivered out of order: the newer transition first, then an older one, which must not undo it.
+  const transition = (state: string, at: string): Buffer => Buffer.from(JSON.stringify({ card_token: card, state, created_time: at }))
+  t.match(await processWebhookItem(deps, 'webhook.cards', transition('ACTIVE', '2099-01-01T00:00:02Z')), { action: 'state', changed: true })
+  t.match(await processWebhookItem(deps, 'webhook.cards', transition('SUSPENDED', '2099-01-01T00:00:01Z')), { action: 'none', reason: /newer state/ })
+  t.equal((await db.query('SELECT state FROM cards WHERE token = $1', [card])).rows[0].state, 'ACTIVE')
+  const userTransition = (status: string, at: string): Buffer => Buffer.from(JSON.stringify({ user_token: user, status, created_time: at }))
+  t.match(await processWebhookItem(deps, 'webhook.usertransitions', userTransition('SUSPENDED', '2099-01-01T00:00:05Z')), { changed: true })
+  t.match(await processWebhookItem(deps, 'webhook.usertransitions', userTransition('ACTIVE', '2099-01-01T00:00:04Z')), { action: 'none' })
+  t.equal((await db.query('SELECT status FROM users WHERE token = $1', [user])).rows[0].status, 'SUSPENDED')
+  // An admin change is stamped with its own time: a transition Marqeta made before it, delivered after it, is older.
+  const admin = await createCardholder(db)
+  await db.query("UPDATE cards SET state = 'SUSPENDED', state_since = now() WHERE token = $1", [admin.card])
+  const stale = Buffer.from(JSON.stringify({ card_token: admin.card, state: 'ACTIVE', created_time: new Date(Date.now() - 60_000).toISOString() }))
+  t.match(await processWebhookItem(deps, 'webhook.cards', stale), { action: 'none' })
+  t.match(await processWebhookItem(deps, 'webhook.cards', Buffer.from(JSON.stringify({ card_token: admin.card, state: 'ACTIVE' }))), { changed: true }, 'without created_time: now')
   await t.rejects(processWebhookItem(deps, 'webhook.transactions', Buffer.from('{not json')), { name: 'InvalidWebhookItemError' })
   await t.rejects(processWebhookItem(deps, 'webhook.cards', Buffer.from('{}')), { name: 'InvalidWebhookItemError' })
   const unknownUser = Buffer.from(JSON.stringify({ type: 'refund', token: uniq('t'), gpa_order: { jit_funding: { token: uniq('j'), method: 'pgfs.refund', user_token: uniq('nobody'), amount: 1 } } }))
