@@ -221,9 +221,9 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
   })
 
   // Shrinking a failure re-runs whole sequences against the database: bound it so a failing run still ends in time.
-  const result = await fc.check(property, { seed, numRuns, interruptAfterTimeLimit: 40_000 })
+  const result = await fc.check(property, { seed, numRuns, interruptAfterTimeLimit: 100_000 })
   t.comment(`${runs} sequences, ${steps} operations in ${Date.now() - started} ms (seed ${seed})` +
-    (result.interrupted ? `; stopped by the 40 s budget after ${result.numRuns} of ${numRuns} runs (a saturated machine)` : ''))
+    (result.interrupted ? `; stopped by the 100 s budget after ${result.numRuns} of ${numRuns} runs (a saturated machine)` : ''))
   t.comment([...outcomes].sort().map(([k, n]) => `${k}: ${n}`).join(', '))
   t.notOk(result.failed, result.failed ? fc.defaultReportMessage(result) ?? 'failed' : `seed ${seed}: ${numRuns} runs passed`)
   t.same((await auditLedger(db, { userTokens: users })).violations, [], 'the audit over every user of this test is clean')
