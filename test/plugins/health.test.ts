@@ -69,9 +69,11 @@ t.test('/health and /metrics report the work queues: depth, consumers, dead lett
     return q?.['webhooks.process']?.consumers >= 1 ? q : undefined
   })
   t.match(queues['transactions.archive'], { messages: Number, consumers: Number, dlq: Number })
+  // A sampling pass sets the queues one after the other: wait for the last line it writes.
   const metrics = await eventually(async () => {
     const body = (await app.inject({ url: '/metrics' })).body
-    return /rabbitmq_queue_consumers\{queue="webhooks.process"\} [1-9]/.test(body) ? body : undefined
+    return /rabbitmq_queue_consumers\{queue="transactions.archive"\} \d+/.test(body) ? body : undefined
   })
+  t.match(metrics, /rabbitmq_queue_consumers\{queue="webhooks.process"\} [1-9]/)
   t.match(metrics, /rabbitmq_queue_depth\{queue="transactions.archive.dlq"\} \d+/)
 })
