@@ -58,9 +58,9 @@ t.test('an account locked past the batch lock timeout: the batch falls back to o
   await holder.query('SELECT 1 FROM accounts WHERE user_token = ANY($1) FOR UPDATE', [[blocker.user, locked.user]])
   // The blocker finds nothing running and goes alone, waiting on its lock until its deadline; meanwhile the next five
   // queue behind it and then form one batch, which meets the other lock.
-  const first = decide(b.decide, blocker, '1.00', { deadlineMs: 600 })
+  const first = decide(b.decide, blocker, '1.00', { deadlineMs: 1500 })
   await eventually(async () => singles() === 1)
-  const answers = await Promise.all([first, decide(b.decide, locked, '1.00', { deadlineMs: 1500 }), ...others.map((ch) => decide(b.decide, ch, '2.00'))])
+  const answers = await Promise.all([first, decide(b.decide, locked, '1.00', { deadlineMs: 3000 }), ...others.map((ch) => decide(b.decide, ch, '2.00'))])
   await holder.query('ROLLBACK')
   t.equal(singles(), 1 + 5, 'the blocker alone, then all five of the failed batch one by one')
   for (const [i, who] of ['blocker', 'locked'].entries()) {
