@@ -89,21 +89,20 @@ function transitionTime (transition: Record<string, unknown>): Date {
   return Number.isNaN(at.getTime()) ? new Date() : at
 }
 
+/** Where a transition lands: the table, its state column (with `<column>_since`), and the state that is final. */
+interface StateTarget { type: 'cards' | 'usertransitions', table: 'cards' | 'users', column: 'state' | 'status', final: string }
+const cardTarget: StateTarget = { type: 'cards', table: 'cards', column: 'state', final: 'TERMINATED' }
+const userTarget: StateTarget = { type: 'usertransitions', table: 'users', column: 'status', final: 'CLOSED' }
+
 async function applyCardTransition (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
   const transition = (item ?? {}) as Record<string, unknown>
   const cardToken = str(transition.card_token)
   const state = str(transition.state)
   if (cardToken === undefined || state === undefined) throw new InvalidWebhookItemError('card transition without card_token or state')
   if (!cardStates.has(state)) return { type: 'cards', action: 'none', reason: `card state ${state} not tracked` }
-  const { rows } = await deps.db.query<{ previous: string }>(
-    `WITH prev AS (SELECT state FROM cards WHERE token = $1 FOR UPDATE)
-     UPDATE cards c SET state = $2, state_since = $3, last_modified_time = now() FROM prev
-      WHERE c.token = $1 AND prev.state <> 'TERMINATED' AND (c.state_since IS NULL OR c.state_since <= $3)
-     RETURNING prev.state AS previous`, [cardToken, state, transitionTime(transition)])
-  if (rows.length === 0) return { type: 'cards', action: 'none', reason: 'card unknown, terminated, or a newer state already applied' }
-  const changed = rows[0].previous !== state
-  if (changed) await invalidate(deps, { cards: [cardToken] })
-  return { type: 'cards', action: 'state', token: cardToken, changed }
+  const outcome = await applyState(deps, cardTarget, cardToken, state, transitionTime(transition))
+  if (outcome.action === 'state' && outcome.changed) await invalidate(deps, { cards: [cardToken] })
+  return outcome
 }
 
 async function applyUserTransition (deps: ProcessDeps, item: unknown): Promise<ProcessOutcome> {
@@ -113,15 +112,21 @@ async function applyUserTransition (deps: ProcessDeps, item: unknown): Promise<P
   if (userToken === undefined || status === undefined) throw new InvalidWebhookItemError('user transition without user_token or status')
   const mapped = userStatuses[status]
   if (mapped === undefined) return { type: 'usertransitions', action: 'none', reason: `user status ${status} not tracked` }
+  const outcome = await applyState(deps, userTarget, userToken, mapped, transitionTime(transition))
+  if (outcome.action === 'state' && outcome.changed) await invalidate(deps, { users: [userToken] })
+  return outcome
+}
+
+/** Sets the state unless it is final or a newer transition (or admin change) already set it. */
+async function applyState (deps: ProcessDeps, target: StateTarget, token: string, value: string, at: Date): Promise<ProcessOutcome> {
+  const { table, column, final, type } = target
   const { rows } = await deps.db.query<{ previous: string }>(
-    `WITH prev AS (SELECT status FROM users WHERE token = $1 FOR UPDATE)
-     UPDATE users u SET status = $2, status_since = $3, last_modified_time = now() FROM prev
-      WHERE u.token = $1 AND prev.status <> 'CLOSED' AND (u.status_since IS NULL OR u.status_since <= $3)
-     RETURNING prev.status AS previous`, [userToken, mapped, transitionTime(transition)])
-  if (rows.length === 0) return { type: 'usertransitions', action: 'none', reason: 'user unknown, closed, or a newer status already applied' }
-  const changed = rows[0].previous !== mapped
-  if (changed) await invalidate(deps, { users: [userToken] })
-  return { type: 'usertransitions', action: 'state', token: userToken, changed }
+    `WITH prev AS (SELECT ${column} FROM ${table} WHERE token = $1 FOR UPDATE)
+     UPDATE ${table} t SET ${column} = $2, ${column}_since = $3, last_modified_time = now() FROM prev
+      WHERE t.token = $1 AND prev.${column} <> '${final}' AND (t.${column}_since IS NULL OR t.${column}_since <= $3)
+     RETURNING prev.${column} AS previous`, [token, value, at])
+  if (rows.length === 0) return { type, action: 'none', reason: `${table.slice(0, -1)} unknown, ${final.toLowerCase()}, or a newer ${column} already applied` }
+  return { type, action: 'state', token, changed: rows[0].previous !== value }
 }
 
 async function invalidate (deps: ProcessDeps, what: { cards?: string[], users?: string[] }): Promise<void> {
