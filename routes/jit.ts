@@ -37,10 +37,10 @@ function lap (request: FastifyRequest, stage: JitStage): void {
   timer.last = now
 }
 
-/** Marqeta's JIT funding gateway (DESIGN §4, contract). */
 // Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
 const BATCH_LOCK_TIMEOUT_MS = 50
 
+/** Marqeta's JIT funding gateway (DESIGN §4, contract). */
 const jitRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { config, profiler } = app
