@@ -12,7 +12,7 @@ import { jitMessage, merchants } from './messages.js'
 export type Scenario =
   | { type: 'static', method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string }
   /** JIT requests over (user, card) pairs, a fresh jit_funding token per request. */
-  | { type: 'jit', method: string, pairs: Array<[string, string]>, tokenPrefix: string, headers: Record<string, string>, minMinor: number, maxMinor: number }
+  | { type: 'jit', method: string, pairs: Array<[string, string]>, path: string, tokenPrefix: string, headers: Record<string, string>, minMinor: number, maxMinor: number }
   /** GET pathPrefix + a random token. */
   | { type: 'tokens', pathPrefix: string, tokens: string[], headers: Record<string, string> }
 
@@ -49,7 +49,7 @@ function setupFor (scenario: Scenario): autocannon.Request {
   let seq = 0
   return {
     method: 'POST',
-    path: '/marqeta/jit',
+    path: scenario.path,
     headers: scenario.headers,
     setupRequest: (request) => {
       const [userToken, cardToken] = pairs[Math.floor(Math.random() * pairs.length)]

@@ -135,7 +135,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       (redisDirect.errors > 0 ? `, ${redisDirect.errors} failed (${redisDirect.firstError})` : ''))
   }
 
-  const phases = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'jit-nocache'].includes(p.name))
+  const phases = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'ledger', 'jit-nocache'].includes(p.name))
   const rows: Row[] = []
   let profiler: unknown
   for (const phase of phases) {
@@ -279,8 +279,8 @@ function definePhases (app: FastifyInstance, config: Config, population: Populat
   if (config.WEBHOOK_SECRET !== undefined) {
     webhookHeaders['x-marqeta-signature'] = createHmac(config.WEBHOOK_SIGNATURE_ALGORITHM, config.WEBHOOK_SECRET).update(webhookBody).digest('hex')
   }
-  const jitScenario = (method: string, pairs: Array<[string, string]>) => (tag: string): Scenario =>
-    ({ type: 'jit', method, pairs, tokenPrefix: `b${runId}${tag}-`, headers: jitHeaders, minMinor: 100, maxMinor: 5000 })
+  const jitScenario = (method: string, pairs: Array<[string, string]>, path = '/marqeta/jit') => (tag: string): Scenario =>
+    ({ type: 'jit', method, pairs, path, tokenPrefix: `b${runId}${tag}-`, headers: jitHeaders, minMinor: 100, maxMinor: 5000 })
   const get = (path: string, headers: Record<string, string> = {}) => (): Scenario => ({ type: 'static', method: 'GET', path, headers })
   const post = (path: string) => (): Scenario => ({ type: 'static', method: 'POST', path, headers: json, body: '{}' })
   /** A route the other work streams are still building: skipped (with a note) while Fastify does not know it. */
@@ -296,6 +296,7 @@ function definePhases (app: FastifyInstance, config: Config, population: Populat
     { name: 'redis', route: 'GET /bench/redis', reference: 'hello', scenario: get('/bench/redis'), expected: [200] },
     { name: 'pg', route: 'POST /bench/pg', reference: 'hello', scenario: post('/bench/pg'), expected: [200] },
     { name: 'jit', route: 'POST /marqeta/jit pgfs.authorization', reference: 'pg', scenario: jitScenario('pgfs.authorization', population.pairs), expected: [200, 402], jit: true },
+    { name: 'ledger', route: 'POST /bench/ledger (jit_decide only)', reference: 'pg', scenario: jitScenario('pgfs.authorization', population.pairs, '/bench/ledger'), expected: [200, 402] },
     { name: 'jit-nocache', route: 'POST /marqeta/jit, cache off', reference: 'jit', scenario: jitScenario('pgfs.authorization', population.pairs), expected: [200, 402], jit: true, address: uncachedAddress },
     { name: 'pg-hot', route: 'POST /bench/pg-hot', reference: 'pg', scenario: post('/bench/pg-hot'), expected: [200] },
     { name: 'jit-hot', route: 'POST /marqeta/jit, one account', reference: 'pg-hot', scenario: jitScenario('pgfs.authorization', population.corporatePairs), expected: [200, 402], jit: true },

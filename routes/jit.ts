@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
 import { callJitDecide, decideJit } from '../src/jit/decide.js'
-import { JitBatcher } from '../src/jit/batcher.js'
+import { BATCH_LOCK_TIMEOUT_MS, JitBatcher } from '../src/jit/batcher.js'
 import type { JitStage } from '../src/metrics.js'
 
 const JitResponseSchema = Type.Object({
@@ -36,9 +36,6 @@ function lap (request: FastifyRequest, stage: JitStage): void {
   request.server.profiler.stage(stage, now - timer.last)
   timer.last = now
 }
-
-// Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
-const BATCH_LOCK_TIMEOUT_MS = 50
 
 /** Marqeta's JIT funding gateway (DESIGN §4, contract). */
 const jitRoutes: FastifyPluginAsync = async (fastify) => {

@@ -6,6 +6,9 @@ export interface DecisionRow { status_code: number, response: string, replay: bo
 /** One decision's money-moving call: the argument of jit_decide, answered by its row or undefined past the deadline. */
 export type LedgerCall = (call: Record<string, unknown>, deadlineAt: number) => Promise<DecisionRow | undefined>
 
+// Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
+export const BATCH_LOCK_TIMEOUT_MS = 50
+
 export interface BatcherOptions {
   /** Decisions per database call at most; 1 turns batching off. */
   maxBatch: number
