@@ -4,7 +4,8 @@
  * Every route is warmed up right before it is measured (pg's pool drops idle clients), all in ONE run, so ratios
  * between the product's routes and their references are comparable even on a noisy machine.
  *
- *   --only jit      just the PostgreSQL reference and the JIT authorization route, with and without the context cache
+ *   --only jit      just the PostgreSQL reference, the JIT authorization route (with and without the context cache)
+ *                   and its ledger call alone (/bench/ledger)
  *   --ci            short (3 s per route); exit 1 when JIT p99 >= 100 ms, Redis lookup p99 >= 5 ms, or any
  *                   unexpected status or socket error
  *   --duration S --warmup S --connections N --users N --cards-per-user N --corporate-cards N
