@@ -17,21 +17,33 @@ async function deleteWorkQueue (name: string): Promise<void> {
   }
 }
 
-t.test('a confirmed publish is consumed once, and a handler that keeps failing lands in the DLQ after 3 retries', async (t) => {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: '20' })
+/**
+ * An app on a work queue of its own (with retry and dead-letter queues, deleted at teardown): `handle` consumes the
+ * queue, `dead` collects what reaches the dead-letter queue.
+ */
+async function workQueue (t: { teardown: (fn: () => unknown) => void }, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>) {
+  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: String(retryDelayMs) })
   const { broker } = app
   const name = uniq('test.rmq')
   const prefix = `test.rmq.${name}`
   await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
   t.teardown(() => deleteWorkQueue(name))
+  await broker.consume(name, (delivery) => handle(delivery, prefix))
+  const dead: Delivery[] = []
+  await broker.consume(`${name}.dlq`, async (delivery) => { dead.push(delivery) })
+  const cancel = async (): Promise<void> => {
+    await broker.cancel(name)
+    await broker.cancel(`${name}.dlq`)
+  }
+  return { broker, prefix, dead, cancel }
+}
 
+t.test('a confirmed publish is consumed once, and a handler that keeps failing lands in the DLQ after 3 retries', async (t) => {
   const received: Delivery[] = []
-  await broker.consume(name, async (delivery) => {
+  const { broker, prefix, dead, cancel } = await workQueue(t, 20, async (delivery, prefix) => {
     received.push(delivery)
     if (delivery.routingKey === `${prefix}.poison`) throw new Error('cannot handle this one')
   })
-  const dead: Delivery[] = []
-  await broker.consume(`${name}.dlq`, async (delivery) => { dead.push(delivery) })
 
   await broker.publish(`${prefix}.ok`, { hello: 'world' }, { messageId: 'ok-1' })
   await eventually(async () => received.some((d) => d.messageId === 'ok-1'))
@@ -50,24 +62,15 @@ t.test('a confirmed publish is consumed once, and a handler that keeps failing l
   t.equal(dead[0].routingKey, `${prefix}.poison`, 'the original routing key survives the retries')
   t.equal(dead[0].headers['x-failure-reason'], 'cannot handle this one')
   t.equal(Number(dead[0].headers['x-retries']), MAX_RETRIES + 1)
-  await broker.cancel(name)
-  await broker.cancel(`${name}.dlq`)
+  await cancel()
 })
 
 t.test('a handler whose dependency is down retries without using up its retries, and never dead-letters', async (t) => {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: '10' })
-  const { broker } = app
-  const name = uniq('test.rmq')
-  const prefix = `test.rmq.${name}`
-  await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
-  t.teardown(() => deleteWorkQueue(name))
   const attempts: Delivery[] = []
-  await broker.consume(name, async (delivery) => {
+  const { broker, prefix, dead, cancel } = await workQueue(t, 10, async (delivery) => {
     attempts.push(delivery)
     if (attempts.length <= MAX_RETRIES + 2) throw new RetryLaterError('store down')
   })
-  const dead: Delivery[] = []
-  await broker.consume(`${name}.dlq`, async (delivery) => { dead.push(delivery) })
   await broker.publish(`${prefix}.x`, { n: 1 }, { messageId: 'later-1' })
   await eventually(async () => attempts.length === MAX_RETRIES + 3)
   t.same(attempts.map((d) => d.retries), Array(MAX_RETRIES + 3).fill(0), 'no retry was counted')
@@ -75,8 +78,7 @@ t.test('a handler whose dependency is down retries without using up its retries,
   await new Promise((resolve) => setTimeout(resolve, 200))
   t.equal(attempts.length, MAX_RETRIES + 3, 'handled once it succeeded')
   t.equal(dead.length, 0, 'nothing dead-lettered')
-  await broker.cancel(name)
-  await broker.cancel(`${name}.dlq`)
+  await cancel()
 })
 
 t.test('publishing without a broker fails fast with a 503 error', async (t) => {
