@@ -76,6 +76,7 @@ BEGIN
         IF v_memo IS NOT NULL THEN v_fields := v_fields || jsonb_build_object('memo', v_memo); END IF;
         v_body := jsonb_build_object('jit_funding', (p->'echo') || v_fields);
         v_text := v_body::text;
+        -- The user's row is locked already; the only lock taken here is the program shard's, after it (002's order).
         WITH h AS (
                INSERT INTO holds (jit_token, account_id, program_account_id, user_token, card_token, amount, remaining, forced, expires_at)
                VALUES (v_token, v_account, v_program, e->>'user_token', e->>'card_token', v_approved_minor, v_approved_minor, false,
