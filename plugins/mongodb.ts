@@ -2,10 +2,11 @@ import fp from 'fastify-plugin'
 import fastifyMongo from '@fastify/mongodb'
 import { MongoClient } from 'mongodb'
 import { ensureArchiveIndexes } from '../src/archive.js'
+import { startEmbeddedMongo } from '../src/embedded-mongo.js'
 
 /**
  * MongoDB holds the archive only: it is off the decision path, so an outage at boot means a degraded archive, never
- * a failed boot. MONGO_URL=embedded starts CongoDB in-process (development and tests; see TOOLING.md).
+ * a failed boot. MONGO_URL=embedded starts CongoDB in-process (development and tests; see src/embedded-mongo.ts).
  * @see https://github.com/fastify/fastify-mongodb
  */
 export default fp(async (app) => {
@@ -21,9 +22,7 @@ export default fp(async (app) => {
     minPoolSize: 2,
     maxPoolSize: 10,
     serverSelectionTimeoutMS: 1500,
-    connectTimeoutMS: 1500,
-    directConnection: config.MONGO_URL === 'embedded' ? true : undefined,
-    serverMonitoringMode: config.MONGO_URL === 'embedded' ? 'poll' : 'auto'
+    connectTimeoutMS: 1500
   })
   await app.register(fastifyMongo, { client, database: config.MONGO_DB, forceClose: true })
   const prepare = async (): Promise<void> => {
@@ -46,12 +45,3 @@ export default fp(async (app) => {
     app.addHook('onClose', async () => { await client.close(true); await stop() })
   }
 }, { name: 'mongodb', dependencies: ['config'] })
-
-async function startEmbeddedMongo (): Promise<{ url: string, stop: () => Promise<void> }> {
-  // Only a dev dependency: a production image sets MONGO_URL and never loads it.
-  const { CongoServer } = await import('@push.rocks/smartmongo/dist_ts/congodb/index.js' as string)
-  const server = new CongoServer({ host: '127.0.0.1', port: 0 })
-  await server.start()
-  const port: number = (server as any).server?.address()?.port ?? server.port
-  return { url: `mongodb://127.0.0.1:${port}`, stop: () => server.stop() }
-}

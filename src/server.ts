@@ -2,6 +2,7 @@ import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, ConfigError } from './config.js'
 import { buildApp } from './app.js'
+import { startEmbeddedMongo } from './embedded-mongo.js'
 
 async function main (): Promise<void> {
   let config
@@ -14,15 +15,26 @@ async function main (): Promise<void> {
   }
 
   if (config.WORKERS > 1 && cluster.isPrimary) {
+    // One embedded MongoDB for all workers, or each would archive into (and read from) its own.
+    const embedded = config.MONGO_URL === 'embedded' ? await startEmbeddedMongo() : undefined
+    const env = embedded !== undefined ? { MONGO_URL: embedded.url } : {}
+    if (embedded !== undefined) console.log(`embedded MongoDB for the workers at ${embedded.url}`)
     console.log(`starting ${config.WORKERS} workers`)
-    for (let i = 0; i < config.WORKERS; i++) cluster.fork()
+    for (let i = 0; i < config.WORKERS; i++) cluster.fork(env)
+    let stopping = false
     cluster.on('exit', (worker, code, signal) => {
-      if (signal !== 'SIGTERM' && signal !== 'SIGINT' && code !== 0) {
+      if (!stopping && signal !== 'SIGTERM' && signal !== 'SIGINT' && code !== 0) {
         console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`)
-        cluster.fork()
+        cluster.fork(env)
+      } else if (stopping && Object.values(cluster.workers ?? {}).every((w) => w === undefined || w.isDead())) {
+        // The embedded server is the last thing keeping the primary alive; it goes once no worker can use it.
+        void embedded?.stop()
       }
     })
-    const stop = (): void => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM') }
+    const stop = (): void => {
+      stopping = true
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM')
+    }
     process.on('SIGTERM', stop)
     process.on('SIGINT', stop)
     return

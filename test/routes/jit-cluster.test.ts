@@ -1,5 +1,13 @@
 import t from 'tap'
-import { build, jitHeaders, spawnServer, uniq } from '../helper.js'
+import http from 'node:http'
+import pg from 'pg'
+import { MongoClient } from 'mongodb'
+import { archiveMessage } from '../../src/archive.js'
+import { TEST_DATABASE_URL, adminHeaders, build, jitHeaders, spawnServer, testConfig, uniq } from '../helper.js'
+import { cardholder, jitRequest } from '../jit-fixtures.js'
+
+const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 2 })
+t.teardown(() => pool.end())
 
 t.test('two instances on one database: no overdraft and no double effect across them', async (t) => {
   // A generous deadline: on a loaded CI machine the queue on one account's row lock may be long.
@@ -48,4 +56,40 @@ t.test('WORKERS=2 npm start runs two processes that serve and stop on SIGTERM', 
   server.kill('SIGTERM')
   const code = await server.exited
   t.equal(code, 0, `clean exit (${output().slice(-300)})`)
+})
+
+t.test('WORKERS=2 with the embedded MongoDB: every worker reads the one archive the primary runs', async (t) => {
+  const server = spawnServer(t, { WORKERS: '2', MONGO_URL: 'embedded', LOG_LEVEL: 'info' })
+  const listening = (): number => new Set([...server.output().matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => m[1])).size
+  for (let i = 0; i < 600 && listening() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  const url = /embedded MongoDB for the workers at (\S+)/.exec(server.output())?.[1]
+  t.ok(url, 'the primary started one embedded MongoDB and named it')
+  if (url === undefined) return
+
+  // A decision in the shared ledger, and its message archived in the primary's MongoDB.
+  const ch = await cardholder(pool, { fundMinor: 1000 })
+  const jitToken = uniq('clu-arch')
+  const answer = await fetch(`http://127.0.0.1:${server.port}/marqeta/jit`, {
+    method: 'POST', headers: { ...jitHeaders, 'content-type': 'application/json' }, body: JSON.stringify(jitRequest({ user: ch.user, card: ch.card, token: jitToken, amount: '1.00' }))
+  })
+  t.equal(answer.status, 200)
+  const mongo = new MongoClient(url)
+  t.teardown(() => mongo.close(true))
+  await archiveMessage(mongo.db(testConfig().MONGO_DB), { routingKey: 'jit.approved.pgfs.authorization', messageId: jitToken, content: Buffer.from(JSON.stringify({ jit_token: jitToken })) })
+
+  // A new connection per request: the primary hands each to the next worker in turn.
+  const details = await Promise.all(Array.from({ length: 8 }, async () => {
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: server.port, path: `/v1/transactions/${jitToken}`, headers: adminHeaders, agent: false }, (res) => {
+        let text = ''
+        res.on('data', (d) => { text += d })
+        res.on('end', () => resolve(text))
+      }).on('error', reject)
+    })
+    return JSON.parse(body) as { archive_status: string, archived: Array<{ message_id: string }> }
+  }))
+  t.same(details.map((d) => [d.archive_status, d.archived.map((m) => m.message_id)]), Array(8).fill(['available', [jitToken]]),
+    'every answer, whichever worker gave it, has the archived message')
+  server.kill('SIGTERM')
+  t.equal(await server.exited, 0, 'the primary exits once its workers and the embedded MongoDB have stopped')
 })
