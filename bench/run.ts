@@ -8,6 +8,8 @@
  *                   and its ledger call alone (/bench/ledger)
  *   --ci            short (3 s per route); exit 1 when JIT p99 >= 100 ms, Redis lookup p99 >= 5 ms, or any
  *                   unexpected status or socket error
+ *   --repeat N      run the routes N times, interleaved (pg, jit, ledger, pg-r2, jit-r2, …), and report each ratio's
+ *                   median over the rounds: on a noisy machine one round's ratio can be off by a fifth
  *   --duration S --warmup S --connections N --users N --cards-per-user N --corporate-cards N
  */
 import { parseArgs } from 'node:util'
@@ -36,7 +38,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     users: { type: 'string' },
     'cards-per-user': { type: 'string' },
-    'corporate-cards': { type: 'string' }
+    'corporate-cards': { type: 'string' },
+    repeat: { type: 'string' }
   }
 })
 
@@ -53,6 +56,7 @@ const connections = num(args.connections, 10)
 const userCount = num(args.users, 2000)
 const cardsPerUser = num(args['cards-per-user'], 2)
 const corporateCards = num(args['corporate-cards'], 500)
+const repeat = Math.max(1, num(args.repeat, 1))
 const REFERENCE_ROWS = 10_000
 
 /** CI floors (the seed's budgets, DESIGN §10) and the goals, reported but not enforced. */
@@ -136,7 +140,12 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       (redisDirect.errors > 0 ? `, ${redisDirect.errors} failed (${redisDirect.firstError})` : ''))
   }
 
-  const phases = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'ledger', 'jit-nocache'].includes(p.name))
+  const once = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'ledger', 'jit-nocache'].includes(p.name))
+  // Round k > 1 renames every phase and its reference with -r<k>, so that each ratio is taken within its own round.
+  const inRound = (name: string, k: number): string => k === 1 ? name : `${name}-r${k}`
+  const phases = Array.from({ length: repeat }, (_v, i) => once.map((p) => ({
+    ...p, name: inRound(p.name, i + 1), reference: p.reference === undefined ? undefined : inRound(p.reference, i + 1)
+  }))).flat()
   const rows: Row[] = []
   let profiler: unknown
   for (const phase of phases) {
@@ -177,9 +186,16 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   if (redisDirect !== undefined && redisDirect.p99 >= budget.redisP99Ms) failures.push(`Redis lookup p99 ${redisDirect.p99.toFixed(3)} ms >= ${budget.redisP99Ms} ms`)
   if (redisDirect !== undefined && redisDirect.errors > 0) failures.push(`Redis lookups: ${redisDirect.errors} failed (${redisDirect.firstError})`)
 
+  // Each ratio's median over the rounds (with --repeat; a single round's ratio otherwise).
+  const medians = once.filter((p) => p.reference !== undefined).map((p) => {
+    const ratios = Array.from({ length: repeat }, (_v, i) => rows.find((r) => r.name === inRound(p.name, i + 1))?.ratio)
+      .filter((r): r is number => r !== undefined).sort((a, b) => a - b)
+    return { name: p.name, reference: p.reference!, ratios, median: ratios.length === 0 ? undefined : ratios[Math.floor((ratios.length - 1) / 2)] }
+  })
   const jit = rows.find((r) => r.name === 'jit')
+  const jitRatio = medians.find((m) => m.name === 'jit')?.median
   const goals = {
-    jit_ratio_vs_pg: jit?.ratio !== undefined ? { value: round(jit.ratio), goal: goal.jitRatio, met: jit.ratio >= goal.jitRatio } : undefined,
+    jit_ratio_vs_pg: jitRatio !== undefined ? { value: round(jitRatio), goal: goal.jitRatio, met: jitRatio >= goal.jitRatio } : undefined,
     jit_p99_ms: jit?.result !== undefined ? { value: round(jit.result.latency.p99), goal: goal.jitP99Ms, met: jit.result.latency.p99 <= goal.jitP99Ms } : undefined,
     redis_lookup_p99_ms: redisDirect !== undefined ? { value: round(redisDirect.p99, 3), goal: goal.redisP99Ms, met: redisDirect.p99 < goal.redisP99Ms } : undefined
   }
@@ -225,7 +241,8 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     run_id: runId,
     finished_at: new Date().toISOString(),
     mode: ci ? 'ci' : onlyJit ? 'jit' : 'full',
-    settings: { connections, duration_s: durationS, warmup_s: warmupS, users: userCount, cards_per_user: cardsPerUser, corporate_cards: corporateCards },
+    settings: { connections, duration_s: durationS, warmup_s: warmupS, users: userCount, cards_per_user: cardsPerUser, corporate_cards: corporateCards, repeat },
+    ratio_medians: repeat > 1 ? medians.map((m) => ({ ...m, median: m.median === undefined ? undefined : round(m.median, 3), ratios: m.ratios.map((r) => round(r, 3)) })) : undefined,
     environment,
     redis_lookup_ms: redisDirect !== undefined ? roundSummary(redisDirect, 3) : undefined,
     redis_lookup_errors: redisDirect?.errors,
@@ -253,6 +270,11 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
 
   console.log('\n' + textTable(header, cells))
   if (redisDirect !== undefined) console.log(`\nRedis lookup (direct, ${redisDirect.count} sequential GETs): p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms, max ${redisDirect.max.toFixed(3)} ms`)
+  if (repeat > 1) {
+    for (const m of medians) {
+      if (m.median !== undefined) console.log(`median of ${m.ratios.length} rounds: ${m.name} ${m.median.toFixed(2)} x ${m.reference} (${m.ratios.map((r) => r.toFixed(2)).join(' ')})`)
+    }
+  }
   for (const [name, g] of Object.entries(goals)) if (g !== undefined) console.log(`goal ${name}: ${g.value} (goal ${name.endsWith('ratio_vs_pg') ? '>=' : '<='} ${g.goal}) ${g.met ? 'met' : 'NOT met'}`)
   for (const note of notes) console.log(`note: ${note}`)
 
@@ -408,7 +430,7 @@ function gitCommit (): string | undefined {
   }
 }
 
-function markdownReport (report: { run_id: string, finished_at: string, mode: string, settings: object, environment: object, goals: object, notes: string[], ci: { passed: boolean, failures: string[] } },
+function markdownReport (report: { run_id: string, finished_at: string, mode: string, settings: object, environment: object, goals: object, notes: string[], ci: { passed: boolean, failures: string[] }, ratio_medians?: Array<{ name: string, reference: string, median?: number, ratios: number[] }> },
   header: string[], cells: string[][], redis: LatencySummary | undefined): string {
   const lines = [
     `# Bench ${report.mode} run ${report.run_id} (${report.finished_at})`,
@@ -424,6 +446,10 @@ function markdownReport (report: { run_id: string, finished_at: string, mode: st
     ''
   ]
   if (redis !== undefined) lines.push(`Redis lookup (direct, ${redis.count} sequential GETs): p50 ${redis.p50.toFixed(3)} ms, p99 ${redis.p99.toFixed(3)} ms, max ${redis.max.toFixed(3)} ms`, '')
+  for (const m of report.ratio_medians ?? []) {
+    if (m.median !== undefined) lines.push(`- median of ${m.ratios.length} rounds: ${m.name} ${m.median} x ${m.reference} (${m.ratios.join(' ')})`)
+  }
+  if (report.ratio_medians !== undefined) lines.push('')
   lines.push(`Goals (DESIGN §10): \`${JSON.stringify(report.goals)}\``, '')
   for (const note of report.notes) lines.push(`- note: ${note}`)
   lines.push('', `Budget check (CI floors): ${report.ci.passed ? 'passed' : 'FAILED'}`, ...report.ci.failures.map((f) => `- ${f}`), '')
