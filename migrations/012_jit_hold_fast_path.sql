@@ -3,9 +3,10 @@
 -- balance updates, effect record, decision update and both events in ONE statement (data-modifying CTEs) instead of
 -- ~20 statements and 6 nested function calls. Everything else (incrementals, velocity windows, forced and informative
 -- messages, a missing account, an effect already done) still goes through ledger_apply.
--- Measured (bench/run.ts --only jit, 4 alternating runs, 6 s each): /bench/ledger 0.18/0.18 -> 0.20/0.20 x the
--- one-UPDATE route, the JIT route 0.11/0.09 -> 0.13/0.13; pgbench on jit_decide alone: 1.28-1.43 -> 1.20-1.22 ms CPU
--- per decision. test/migrations/jit-fast-path.test.ts checks that both paths write the same rows and answers.
+-- Measured (`npm run bench:jit -- --repeat 3`, medians of 3 interleaved rounds, ratios to the one-UPDATE route):
+-- /bench/ledger 0.14 -> 0.21 and 0.23, the JIT route 0.12 -> 0.15 and 0.17; pgbench on jit_decide alone: 1.28-1.43 ->
+-- 1.20-1.22 ms of CPU per decision. test/src/jit/fast-path.test.ts checks that both paths write the same rows,
+-- answers and events.
 CREATE OR REPLACE FUNCTION jit_decide(p jsonb) RETURNS TABLE (status_code int, response text, replay boolean, overdrawn boolean) LANGUAGE plpgsql AS $$
 DECLARE
   v_token text := p->'echo'->>'token';
