@@ -1,8 +1,12 @@
 import type pg from 'pg'
 
-/** Anything that runs a parameterised query: the pool, a transaction's client, or Database. */
+/**
+ * Anything that runs a parameterised query: the pool, a transaction's client, or Database. A `{ name, text, values }`
+ * config is a named statement, parsed and planned once per connection: the decision path's large statements cost
+ * more to plan than to run (the context lookup: ~0.2 ms of planning, ~0.05 ms of execution).
+ */
 export interface Queryable {
-  query: <R extends pg.QueryResultRow = any>(text: string, values?: unknown[]) => Promise<pg.QueryResult<R>>
+  query: <R extends pg.QueryResultRow = any>(text: string | pg.QueryConfig, values?: unknown[]) => Promise<pg.QueryResult<R>>
 }
 
 export interface DbHooks {
@@ -18,12 +22,12 @@ export interface DbHooks {
 export class Database {
   constructor (readonly pool: pg.Pool, private readonly hooks: DbHooks) {}
 
-  async query<R extends pg.QueryResultRow = any> (text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+  async query<R extends pg.QueryResultRow = any> (text: string | pg.QueryConfig, values?: unknown[]): Promise<pg.QueryResult<R>> {
     const started = performance.now()
     try {
       return await this.pool.query<R>(text, values)
     } finally {
-      this.observe(text, performance.now() - started)
+      this.observe(typeof text === 'string' ? text : text.text, performance.now() - started)
     }
   }
 

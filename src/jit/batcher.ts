@@ -78,8 +78,11 @@ export class JitBatcher {
     // A pool too busy to hand out a connection before the first deadline: each decision takes its own path then.
     const client = await withDeadline(this.pool.connect(), Math.min(...batch.map((w) => w.deadlineAt)), (late) => late.release())
     try {
-      const { rows } = await client.query<DecisionRow & { i: string }>(BATCH_SQL,
-        [batch.map((w) => ({ ...w.call, lock_timeout_ms: this.opts.lockTimeoutMs }))])
+      const { rows } = await client.query<DecisionRow & { i: string }>({
+        name: 'jit-decide-batch',
+        text: BATCH_SQL,
+        values: [batch.map((w) => ({ ...w.call, lock_timeout_ms: this.opts.lockTimeoutMs }))]
+      })
       const byIndex = new Map(rows.map(({ i, ...row }) => [Number(i), row]))
       return batch.map((_w, k) => {
         const row = byIndex.get(k + 1)

@@ -64,8 +64,11 @@ export class PgContextSource implements ContextSource {
 
   async parts (cardToken: string | undefined, userToken: string, wanted: ContextPart[]): Promise<ContextParts> {
     const want = (part: ContextPart): boolean => wanted.includes(part)
-    const { rows: [row] } = await this.db.query(PARTS_SQL,
-      [cardToken ?? null, userToken, want('card') && cardToken !== undefined, want('user'), want('userControls'), want('programControls')])
+    const { rows: [row] } = await this.db.query({
+      name: 'jit-context-parts',
+      text: PARTS_SQL,
+      values: [cardToken ?? null, userToken, want('card') && cardToken !== undefined, want('user'), want('userControls'), want('programControls')]
+    })
     const parts: ContextParts = {}
     if (want('card')) parts.card = row.card ?? null
     if (want('user')) parts.user = row.user ?? null

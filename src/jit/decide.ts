@@ -235,7 +235,7 @@ export async function callJitDecide (pool: pg.Pool, call: Record<string, unknown
   try {
     const remaining = Math.floor(deadlineAt - performance.now())
     if (remaining <= 0) return undefined
-    const { rows } = await client.query<DecisionRow>('SELECT * FROM jit_decide($1::jsonb)', [{ ...call, lock_timeout_ms: remaining }])
+    const { rows } = await client.query<DecisionRow>({ name: 'jit-decide', text: 'SELECT * FROM jit_decide($1::jsonb)', values: [{ ...call, lock_timeout_ms: remaining }] })
     return rows[0]
   } catch (err) {
     const code = (err as { code?: string }).code
