@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type pg from 'pg'
 import { jitFundingOf, type Transaction } from '../src/marqeta.js'
-import { callJitDecide, decideJit } from '../src/jit/decide.js'
-import { BATCH_LOCK_TIMEOUT_MS, JitBatcher } from '../src/jit/batcher.js'
+import { decideJit } from '../src/jit/decide.js'
+import { gatewayBatcher } from '../src/jit/batcher.js'
 import type { ContextSource } from '../src/jit/context.js'
 
 /**
@@ -62,11 +62,7 @@ const referenceRoutes: FastifyPluginAsync<ReferenceOptions> = async (app, opts) 
 
   // The JIT route's ledger call as the product makes it (decideJit, the same batcher settings, the same jit_decide
   // statement with the whole message), without credentials, schema validation, context lookups or the profiler.
-  const batcher = new JitBatcher(pool, (call, deadlineAt) => callJitDecide(pool, call, deadlineAt), {
-    maxBatch: app.config.JIT_BATCH_MAX,
-    maxInFlight: app.config.JIT_BATCH_CONCURRENCY,
-    lockTimeoutMs: BATCH_LOCK_TIMEOUT_MS
-  })
+  const batcher = gatewayBatcher(pool, app.config)
   app.post('/bench/ledger', async (request, reply) => {
     const txn = request.body as Transaction
     const jit = jitFundingOf(txn)

@@ -2,8 +2,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
-import { callJitDecide, decideJit } from '../src/jit/decide.js'
-import { BATCH_LOCK_TIMEOUT_MS, JitBatcher } from '../src/jit/batcher.js'
+import { decideJit } from '../src/jit/decide.js'
+import { gatewayBatcher } from '../src/jit/batcher.js'
 import type { JitStage } from '../src/metrics.js'
 
 const JitResponseSchema = Type.Object({
@@ -42,11 +42,7 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { config, profiler } = app
   // Concurrent decisions share database calls (group commit); JIT_BATCH_MAX=1 sends each alone.
-  const batcher = new JitBatcher(app.db.pool, (call, deadlineAt) => callJitDecide(app.db.pool, call, deadlineAt), {
-    maxBatch: config.JIT_BATCH_MAX,
-    maxInFlight: config.JIT_BATCH_CONCURRENCY,
-    lockTimeoutMs: BATCH_LOCK_TIMEOUT_MS
-  })
+  const batcher = gatewayBatcher(app.db.pool, config)
 
   app.post('/marqeta/jit', {
     // Not shed by @fastify/under-pressure: a 503 makes Marqeta apply its stand-in rules, which may approve what the

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { withDeadline } from './decide.js'
+import { callJitDecide, withDeadline } from './decide.js'
 
 export interface DecisionRow { status_code: number, response: string, replay: boolean, overdrawn?: boolean }
 
@@ -7,7 +7,7 @@ export interface DecisionRow { status_code: number, response: string, replay: bo
 export type LedgerCall = (call: Record<string, unknown>, deadlineAt: number) => Promise<DecisionRow | undefined>
 
 // Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
-export const BATCH_LOCK_TIMEOUT_MS = 50
+const BATCH_LOCK_TIMEOUT_MS = 50
 
 export interface BatcherOptions {
   /** Decisions per database call at most; 1 turns batching off. */
@@ -93,4 +93,16 @@ export class JitBatcher {
       client.release()
     }
   }
+}
+
+/**
+ * The gateway's batcher (the JIT route's, and the bench's ledger-only route's): up to JIT_BATCH_MAX decisions per
+ * call, JIT_BATCH_CONCURRENCY calls at once, and a decision alone through callJitDecide.
+ */
+export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, JIT_BATCH_CONCURRENCY: number }): JitBatcher {
+  return new JitBatcher(pool, (call, deadlineAt) => callJitDecide(pool, call, deadlineAt), {
+    maxBatch: config.JIT_BATCH_MAX,
+    maxInFlight: config.JIT_BATCH_CONCURRENCY,
+    lockTimeoutMs: BATCH_LOCK_TIMEOUT_MS
+  })
 }
