@@ -29,6 +29,8 @@ DECLARE
   v_available bigint;
   v_program bigint;
   v_done boolean;
+  v_fast boolean := false;
+  v_event jsonb;
 BEGIN
   IF p ? 'lock_timeout_ms' THEN
     -- The gateway's deadline bounds lock waits (e.g. a hot account); past it the whole statement rolls back.
@@ -74,45 +76,16 @@ BEGIN
         v_memo := 'declined by the ledger: ' || lower(replace(v_reason, '_', ' '));
         v_approved_minor := NULL;
       ELSE
-        v_program := program_account(e->>'currency_code', e->>'user_token');
-        v_fields := jsonb_build_object('amount', minor_to_numeric(v_approved_minor, v_exponent));
-        IF v_memo IS NOT NULL THEN v_fields := v_fields || jsonb_build_object('memo', v_memo); END IF;
-        v_body := jsonb_build_object('jit_funding', (p->'echo') || v_fields);
-        v_text := v_body::text;
-        -- The user's row is locked already; the only lock taken here is the program shard's, after it (002's order).
-        WITH h AS (
-               INSERT INTO holds (jit_token, account_id, program_account_id, user_token, card_token, amount, remaining, forced, expires_at)
-               VALUES (v_token, v_account, v_program, e->>'user_token', e->>'card_token', v_approved_minor, v_approved_minor, false,
-                       now() + make_interval(days => coalesce((e->>'hold_expiration_days')::int, 7)))
-               RETURNING id),
-             s AS (
-               INSERT INTO spend (jit_token, user_token, card_token, currency_code, mcc, mid, amount, uses, created_at)
-               VALUES (v_token, e->>'user_token', e->>'card_token', e->>'currency_code', e->>'mcc', e->>'mid', v_approved_minor, 1, now())),
-             t AS (INSERT INTO hold_tokens (jit_token, hold_id) SELECT v_token, h.id FROM h ON CONFLICT DO NOTHING),
-             ua AS (UPDATE accounts SET debits_pending = debits_pending + v_approved_minor WHERE id = v_account),
-             pa AS (UPDATE accounts SET credits_pending = credits_pending + v_approved_minor WHERE id = v_program),
-             en AS (
-               INSERT INTO entries (debit_account_id, credit_account_id, amount, phase, kind, hold_id, jit_token, transaction_token, effect_key)
-               SELECT v_account, v_program, v_approved_minor, 'pending', 'hold', h.id, v_token, e->>'transaction_token', e->>'effect_key' FROM h),
-             ef AS (
-               INSERT INTO effects (effect_key, result) VALUES (e->>'effect_key',
-                 jsonb_build_object('status', 'applied', 'approved_minor', v_approved_minor, 'account_id', v_account, 'overdrawn', false))),
-             d AS (
-               UPDATE decisions SET result = 'approved', status_code = 200, response = v_text, amount_minor = v_approved_minor
-                WHERE jit_token = v_token)
-        INSERT INTO outbox (routing_key, payload) VALUES
-          ('ledger.hold.created', jsonb_build_object('jit_token', v_token, 'user_token', e->>'user_token', 'amount_minor', v_approved_minor,
-             'currency_code', e->>'currency_code', 'forced', false)),
-          ('jit.approved.' || v_method, jsonb_build_object('jit_token', v_token, 'method', v_method, 'result', 'approved', 'decline_reason', NULL,
-             'user_token', p->'echo'->>'user_token', 'card_token', p->>'card_token', 'request', p->'request', 'response', v_body, 'overdrawn', false));
-        RETURN QUERY SELECT 200, v_text, false, false;
-        RETURN;
+        v_fast := true;
       END IF;
     END IF;
   END IF;
 
   v_fields := jsonb_build_object('amount', v_amount);
-  IF v_mode = 'decide' AND v_reason IS NULL THEN
+  IF v_fast THEN
+    -- Approved above; the movements are written with the decision below.
+    v_fields := jsonb_build_object('amount', minor_to_numeric(v_approved_minor, v_exponent));
+  ELSIF v_mode = 'decide' AND v_reason IS NULL THEN
     r := ledger_apply(e);
     IF r->>'status' IN ('declined', 'no_account') THEN
       v_reason := r->>'reason';
@@ -141,16 +114,46 @@ BEGIN
   IF v_memo IS NOT NULL THEN v_fields := v_fields || jsonb_build_object('memo', v_memo); END IF;
   v_body := jsonb_build_object('jit_funding', (p->'echo') || v_fields);
   v_text := v_body::text;
+  v_event := jsonb_build_object('jit_token', v_token, 'method', v_method, 'result', v_result, 'decline_reason', v_reason,
+    'user_token', p->'echo'->>'user_token', 'card_token', p->>'card_token', 'request', p->'request', 'response', v_body,
+    'overdrawn', coalesce((r->>'overdrawn')::boolean, false));
 
-  -- The decision's record and its event in one statement, as on the fast path.
-  WITH d AS (
-    UPDATE decisions SET result = v_result, decline_reason = v_reason, status_code = CASE WHEN v_reason IS NULL THEN 200 ELSE 402 END,
-      response = v_text, amount_minor = v_approved_minor
-     WHERE jit_token = v_token)
-  INSERT INTO outbox (routing_key, payload) VALUES ('jit.' || CASE WHEN v_reason IS NULL THEN 'approved' ELSE 'declined' END || '.' || v_method,
-    jsonb_build_object('jit_token', v_token, 'method', v_method, 'result', v_result, 'decline_reason', v_reason,
-      'user_token', p->'echo'->>'user_token', 'card_token', p->>'card_token', 'request', p->'request', 'response', v_body,
-      'overdrawn', coalesce((r->>'overdrawn')::boolean, false)));
+  -- The decision's record and its event in one statement; on the fast path with the hold's movements and its event.
+  IF v_fast THEN
+    v_program := program_account(e->>'currency_code', e->>'user_token');
+    -- The user's row is locked already; the only lock taken here is the program shard's, after it (002's order).
+    WITH h AS (
+           INSERT INTO holds (jit_token, account_id, program_account_id, user_token, card_token, amount, remaining, forced, expires_at)
+           VALUES (v_token, v_account, v_program, e->>'user_token', e->>'card_token', v_approved_minor, v_approved_minor, false,
+                   now() + make_interval(days => coalesce((e->>'hold_expiration_days')::int, 7)))
+           RETURNING id),
+         s AS (
+           INSERT INTO spend (jit_token, user_token, card_token, currency_code, mcc, mid, amount, uses, created_at)
+           VALUES (v_token, e->>'user_token', e->>'card_token', e->>'currency_code', e->>'mcc', e->>'mid', v_approved_minor, 1, now())),
+         t AS (INSERT INTO hold_tokens (jit_token, hold_id) SELECT v_token, h.id FROM h ON CONFLICT DO NOTHING),
+         ua AS (UPDATE accounts SET debits_pending = debits_pending + v_approved_minor WHERE id = v_account),
+         pa AS (UPDATE accounts SET credits_pending = credits_pending + v_approved_minor WHERE id = v_program),
+         en AS (
+           INSERT INTO entries (debit_account_id, credit_account_id, amount, phase, kind, hold_id, jit_token, transaction_token, effect_key)
+           SELECT v_account, v_program, v_approved_minor, 'pending', 'hold', h.id, v_token, e->>'transaction_token', e->>'effect_key' FROM h),
+         ef AS (
+           INSERT INTO effects (effect_key, result) VALUES (e->>'effect_key',
+             jsonb_build_object('status', 'applied', 'approved_minor', v_approved_minor, 'account_id', v_account, 'overdrawn', false))),
+         d AS (
+           UPDATE decisions SET result = v_result, decline_reason = v_reason, status_code = 200, response = v_text, amount_minor = v_approved_minor
+            WHERE jit_token = v_token)
+    INSERT INTO outbox (routing_key, payload) VALUES
+      ('ledger.hold.created', jsonb_build_object('jit_token', v_token, 'user_token', e->>'user_token', 'amount_minor', v_approved_minor,
+         'currency_code', e->>'currency_code', 'forced', false)),
+      ('jit.approved.' || v_method, v_event);
+  ELSE
+    WITH d AS (
+      UPDATE decisions SET result = v_result, decline_reason = v_reason, status_code = CASE WHEN v_reason IS NULL THEN 200 ELSE 402 END,
+        response = v_text, amount_minor = v_approved_minor
+       WHERE jit_token = v_token)
+    INSERT INTO outbox (routing_key, payload)
+    VALUES ('jit.' || CASE WHEN v_reason IS NULL THEN 'approved' ELSE 'declined' END || '.' || v_method, v_event);
+  END IF;
   RETURN QUERY SELECT CASE WHEN v_reason IS NULL THEN 200 ELSE 402 END, v_text, false,
     coalesce((r->>'status') = 'applied' AND (r->>'overdrawn')::boolean, false);
 END $$;
