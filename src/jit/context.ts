@@ -20,6 +20,12 @@ export interface Controls { auth: AuthControlRow[], velocity: VelocityControlRow
 /** Program-wide controls live under this scope; a user's own and its cards' controls under the user token. */
 export const PROGRAM_SCOPE = ''
 
+/**
+ * The version of a part's scope, read in the same snapshot as the part (migration 014): the cardholder's (scope = a
+ * user token; 0 when that user does not exist) or the program's (scope PROGRAM_SCOPE).
+ */
+export interface PartVersion { scope: string, version: number }
+
 /** The parts of one request's context, split by what changes together: each has its own cache TTL (DESIGN §8). */
 export interface ContextParts {
   card?: CardRow | null
@@ -28,19 +34,31 @@ export interface ContextParts {
   userControls?: Controls
   /** Program-wide controls (scope PROGRAM_SCOPE). */
   programControls?: Controls
+  /**
+   * Each part's version: a card's is its owner's, an unknown card's the requesting user's (a new card bumps its
+   * owner's version). A source without versions (a test's or the bench's) makes decisions the ledger does not check.
+   */
+  versions?: Partial<Record<ContextPart, PartVersion>>
 }
-export type ContextPart = keyof ContextParts
+export type ContextPart = 'card' | 'user' | 'userControls' | 'programControls'
 export const allContextParts: ContextPart[] = ['card', 'user', 'userControls', 'programControls']
 
-/** Where the authorization context comes from: the parts asked for, in one round trip. */
+/**
+ * Where the authorization context comes from: the parts asked for, in one round trip. `fresh`: straight from
+ * PostgreSQL (a cached source then stores what it loaded), for a decision the ledger found stale.
+ */
 export interface ContextSource {
-  parts: (cardToken: string | undefined, userToken: string, wanted: ContextPart[]) => Promise<ContextParts>
+  parts: (cardToken: string | undefined, userToken: string, wanted: ContextPart[], opts?: { fresh?: boolean }) => Promise<ContextParts>
 }
+
+/** Scope → version of everything a decision used; jit_decide refuses the decision when one is not current. */
+export type ContextVersions = Record<string, number>
 
 export interface AuthContext {
   card: CardRow | null
   user: UserRow | null
   controls: Controls
+  versions?: ContextVersions
 }
 
 const controlsJson = (owner: string): string => `json_build_object(
@@ -53,35 +71,50 @@ const controlsJson = (owner: string): string => `json_build_object(
 
 // One statement for any subset of the parts (a cache miss is on the decision's path): a part not asked for is an
 // uncorrelated sub-select behind a false CASE, which PostgreSQL never runs.
+const userVersion = 'coalesce((SELECT context_version FROM users WHERE token = $2), 0)'
 const PARTS_SQL = `SELECT
-  CASE WHEN $3 THEN (SELECT json_build_object('token', token, 'user_token', user_token, 'state', state) FROM cards WHERE token = $1) END AS card,
-  CASE WHEN $4 THEN (SELECT json_build_object('token', token, 'status', status) FROM users WHERE token = $2) END AS "user",
-  CASE WHEN $5 THEN ${controlsJson('user_token = $2 OR card_token IN (SELECT token FROM cards WHERE user_token = $2)')} END AS user_controls,
-  CASE WHEN $6 THEN ${controlsJson('user_token IS NULL AND card_token IS NULL')} END AS program_controls`
+  CASE WHEN $3 THEN coalesce(
+    (SELECT json_build_object('value', json_build_object('token', c.token, 'user_token', c.user_token, 'state', c.state), 'scope', c.user_token, 'version', u.context_version)
+       FROM cards c JOIN users u ON u.token = c.user_token WHERE c.token = $1),
+    json_build_object('value', NULL, 'scope', $2::text, 'version', ${userVersion})) END AS card,
+  CASE WHEN $4 THEN json_build_object('value', (SELECT json_build_object('token', token, 'status', status) FROM users WHERE token = $2),
+    'scope', $2::text, 'version', ${userVersion}) END AS "user",
+  CASE WHEN $5 THEN json_build_object('value', ${controlsJson('user_token = $2 OR card_token IN (SELECT token FROM cards WHERE user_token = $2)')},
+    'scope', $2::text, 'version', ${userVersion}) END AS user_controls,
+  CASE WHEN $6 THEN json_build_object('value', ${controlsJson('user_token IS NULL AND card_token IS NULL')},
+    'scope', '${PROGRAM_SCOPE}', 'version', (SELECT version FROM program_context)) END AS program_controls`
 
 export class PgContextSource implements ContextSource {
   constructor (private readonly db: Queryable) {}
 
-  async parts (cardToken: string | undefined, userToken: string, wanted: ContextPart[]): Promise<ContextParts> {
+  async parts (cardToken: string | undefined, userToken: string, wanted: ContextPart[], _opts?: { fresh?: boolean }): Promise<ContextParts> {
     const want = (part: ContextPart): boolean => wanted.includes(part)
     const { rows: [row] } = await this.db.query({
       name: 'jit-context-parts',
       text: PARTS_SQL,
       values: [cardToken ?? null, userToken, want('card') && cardToken !== undefined, want('user'), want('userControls'), want('programControls')]
     })
-    const parts: ContextParts = {}
-    if (want('card')) parts.card = row.card ?? null
-    if (want('user')) parts.user = row.user ?? null
-    if (want('userControls')) parts.userControls = row.user_controls
-    if (want('programControls')) parts.programControls = row.program_controls
+    const parts: ContextParts = { versions: {} }
+    const take = <P extends ContextPart>(part: P, column: string): void => {
+      const { value, scope, version } = row[column] as { value: ContextParts[P], scope: string, version: number }
+      parts[part] = value
+      parts.versions![part] = { scope, version }
+    }
+    if (want('card') && cardToken !== undefined) take('card', 'card')
+    if (want('user')) take('user', 'user')
+    if (want('userControls')) take('userControls', 'user_controls')
+    if (want('programControls')) take('programControls', 'program_controls')
     return parts
   }
 }
 
-/** Loads everything the rules need for one request; the cache plugin hands in a cached source. */
-export async function loadAuthContext (source: ContextSource, cardToken: string | undefined, userToken: string): Promise<AuthContext> {
+/**
+ * Loads everything the rules need for one request; the cache plugin hands in a cached source. `fresh` bypasses the
+ * cache (and refreshes it).
+ */
+export async function loadAuthContext (source: ContextSource, cardToken: string | undefined, userToken: string, fresh = false): Promise<AuthContext> {
   const wanted = cardToken === undefined ? allContextParts.filter((p) => p !== 'card') : allContextParts
-  const parts = await source.parts(cardToken, userToken, wanted)
+  const parts = await source.parts(cardToken, userToken, wanted, { fresh })
   const empty: Controls = { auth: [], velocity: [] }
   const user = parts.userControls ?? empty
   const program = parts.programControls ?? empty
@@ -91,6 +124,21 @@ export async function loadAuthContext (source: ContextSource, cardToken: string 
     controls: {
       auth: [...program.auth, ...user.auth],
       velocity: [...program.velocity, ...user.velocity]
-    }
+    },
+    versions: parts.versions === undefined ? undefined : versionsOf(parts, wanted, userToken)
   }
+}
+
+/** The version per scope the decision used; parts cached at different times may disagree: the lowest counts. */
+function versionsOf (parts: ContextParts, wanted: ContextPart[], userToken: string): ContextVersions | undefined {
+  const versions: ContextVersions = {}
+  for (const part of wanted) {
+    const v = parts.versions?.[part]
+    // A part without a version cannot be checked, so neither can the decision.
+    if (v === undefined) return undefined
+    versions[v.scope] = Math.min(versions[v.scope] ?? Number.MAX_SAFE_INTEGER, v.version)
+  }
+  // An unknown card cached for another user's request says nothing about this user's cards: never current.
+  if (parts.card === null && parts.versions?.card?.scope !== userToken) versions[userToken] = -1
+  return versions
 }

@@ -2,7 +2,7 @@ import type pg from 'pg'
 import { currencyExponent, parseAmount } from '../money.js'
 import { effectOf, jitFundingOf, methodGroup, settledHoldTokens, type JitFunding, type MethodGroup, type Transaction } from '../marqeta.js'
 import { isConnectionError, pgErrors } from '../db.js'
-import { loadAuthContext, type ContextSource } from './context.js'
+import { loadAuthContext, type ContextSource, type ContextVersions } from './context.js'
 import { checkCardAndHolder, checkSpendingControls, type Purchase, type RuleOutcome } from './rules.js'
 import type { JitStage } from '../metrics.js'
 import type { DecisionRow, LedgerCall } from './batcher.js'
@@ -18,6 +18,11 @@ export interface DecisionDeps {
   /** The money-moving call (a JitBatcher's); by default one jit_decide statement per decision on `pool`. */
   ledger?: LedgerCall
 }
+
+/** jit_decide's answer to a decision whose context versions are not current (migration 014): nothing was written. */
+export const STALE_CONTEXT = 409
+// A fresh context goes stale again only if the cardholder changes again within a round trip: rare twice in a row.
+const MAX_ATTEMPTS = 3
 
 export interface JitAnswer {
   statusCode: 200 | 402
@@ -70,17 +75,22 @@ export async function decideJit (deps: DecisionDeps, txn: Transaction, jit: JitF
     return await decide(deps, txn, jit, deadlineAt)
   } catch (err) {
     if (!isEncodingError(err)) throw err
-    // PostgreSQL text cannot hold U+0000 (a NUL anywhere in the message, even in a field we ignore, failed the
-    // statement, which rolled back entirely). Decided again with NULs replaced: bad input is never a 500.
+    // PostgreSQL text cannot hold U+0000 nor jsonb an unpaired surrogate (anywhere in the message, even in a field
+    // we ignore, it failed the statement, which rolled back entirely). Decided again with them replaced by U+FFFD:
+    // bad input is never a 500.
     const clean = withoutNul(txn)
     return await decide(deps, clean, jitFundingOf(clean) ?? withoutNul(jit), deadlineAt)
   }
 }
 
-const isEncodingError = (err: unknown): boolean => ['22021', '22P05'].includes((err as { code?: string })?.code ?? '')
+// 22P02 with a Unicode detail: jsonb refuses an unpaired surrogate escape ("\ud800"), which JSON.parse accepts.
+const isEncodingError = (err: unknown): boolean => {
+  const e = err as { code?: string, detail?: string }
+  return ['22021', '22P05'].includes(e?.code ?? '') || (e?.code === '22P02' && /surrogate|Unicode/i.test(e.detail ?? ''))
+}
 
 function withoutNul<T> (value: T): T {
-  if (typeof value === 'string') return value.replace(/\u0000/g, '\uFFFD') as T
+  if (typeof value === 'string') return value.replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD') as T
   if (Array.isArray(value)) return value.map(withoutNul) as T
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [withoutNul(k), withoutNul(v)])) as T
   return value
@@ -97,8 +107,6 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
   const parsed = parseAmount(jit.amount ?? (group === 'inquiry' || accountVerification ? 0 : undefined), exponent ?? 2)
   const amountMinor = parsed.ok ? parsed.minor : 0n
 
-  let outcome: RuleOutcome | undefined
-  let effect: Record<string, unknown> | undefined
   // The ledger_apply argument (migrations 002/010) shared by decided and informative methods; keyed like webhooks.
   const effectCall = (): Record<string, unknown> => ({
     kind: effectOf[group]!.kind,
@@ -114,8 +122,44 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
     original_jit_token: jit.original_jit_funding_token,
     hold_expiration_days: deps.holdExpirationDays
   })
-  if (mode === 'decide' || mode === 'inquiry') {
-    const ctx = await withinDeadline(loadAuthContext(deps.context, txn.card_token, jit.user_token), deadlineAt)
+  const call = (outcome: RuleOutcome | undefined, effect: Record<string, unknown> | undefined, versions?: ContextVersions): Record<string, unknown> => {
+    const declined = outcome?.decline !== undefined ? outcome : undefined
+    return {
+      echo,
+      mode: mode === 'effect' && effect === undefined ? 'record' : mode,
+      decline_reason: declined?.decline,
+      memo: declined?.memo ?? (group === 'unknown' ? `unknown method ${jit.method}; recorded` : undefined),
+      amount_text: amountText(jit.amount),
+      exponent: exponent ?? 2,
+      currency_code: currencyCode,
+      card_token: txn.card_token,
+      transaction_token: txn.token,
+      effect,
+      request: txn,
+      versions
+    }
+  }
+  const ledger = deps.ledger ?? ((c, at) => callJitDecide(deps.pool, c, at))
+
+  if (mode !== 'decide' && mode !== 'inquiry') {
+    let effect: Record<string, unknown> | undefined
+    if (mode === 'effect' && parsed.ok && exponent !== undefined) {
+      effect = { ...effectCall(), forced: true, hold_tokens: group === 'settle' ? settledHoldTokens(jit) : undefined }
+    } else {
+      deps.stage('context')
+      deps.stage('rules')
+    }
+    const informative = call(undefined, effect)
+    const row = await ledger(informative, deadlineAt)
+    deps.stage('ledger')
+    if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
+    return answerOf(row, group, true)
+  }
+
+  // Rules on the (cached) context, then the ledger, which refuses a context older than the current versions
+  // (migration 014): then the context is loaded again straight from PostgreSQL and the decision made again.
+  for (let attempt = 1; ; attempt++) {
+    const ctx = await withinDeadline(loadAuthContext(deps.context, txn.card_token, jit.user_token, attempt > 1), deadlineAt)
     if (ctx === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
     deps.stage('context')
     const purchase: Purchase = {
@@ -128,7 +172,7 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
       mid: txn.card_acceptor?.mid,
       incremental: jit.original_jit_funding_token !== undefined
     }
-    outcome = checkCardAndHolder(ctx, purchase)
+    let outcome = checkCardAndHolder(ctx, purchase)
     if (outcome === undefined && exponent === undefined) outcome = { decline: 'TRANSACTION_NOT_PERMITTED', memo: `unsupported currency ${currencyCode}` }
     if (outcome === undefined && mode === 'decide') {
       if (!parsed.ok) outcome = { decline: 'INVALID_AMOUNT', memo: `amount ${parsed.error.replace(/_/g, ' ')}` }
@@ -136,6 +180,7 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
       else outcome = checkSpendingControls(ctx, purchase, deps.now())
     }
     deps.stage('rules')
+    let effect: Record<string, unknown> | undefined
     if (mode === 'decide' && outcome?.decline === undefined) {
       effect = {
         ...effectCall(),
@@ -143,31 +188,14 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
         partial_ok: deps.partialApproval && txn.pos?.partial_approval_capable === true
       }
     }
-  } else if (mode === 'effect' && parsed.ok && exponent !== undefined) {
-    effect = { ...effectCall(), forced: true, hold_tokens: group === 'settle' ? settledHoldTokens(jit) : undefined }
-  } else {
-    deps.stage('context')
-    deps.stage('rules')
+    const row = await ledger(call(outcome, effect, ctx.versions), deadlineAt)
+    deps.stage('ledger')
+    if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
+    if (row.status_code !== STALE_CONTEXT) return answerOf(row, group, false)
+    if (attempt >= MAX_ATTEMPTS) {
+      return unrecordedDecline(deps.pool, txn, jit, echo, group, 'authorization context changed during the decision; nothing was held', 'STALE_CONTEXT')
+    }
   }
-
-  const declined = outcome?.decline !== undefined ? outcome : undefined
-  const call = {
-    echo,
-    mode: mode === 'effect' && effect === undefined ? 'record' : mode,
-    decline_reason: declined?.decline,
-    memo: declined?.memo ?? (group === 'unknown' ? `unknown method ${jit.method}; recorded` : undefined),
-    amount_text: amountText(jit.amount),
-    exponent: exponent ?? 2,
-    currency_code: currencyCode,
-    card_token: txn.card_token,
-    transaction_token: txn.token,
-    effect,
-    request: txn
-  }
-  const row = await (deps.ledger ?? ((c, at) => callJitDecide(deps.pool, c, at)))(call, deadlineAt)
-  deps.stage('ledger')
-  if (row === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
-  return answerOf(row, group, call.mode === 'effect' || call.mode === 'record')
 }
 
 function answerOf (row: DecisionRow, group: MethodGroup, informative: boolean): JitAnswer {
@@ -189,12 +217,17 @@ function answerOf (row: DecisionRow, group: MethodGroup, informative: boolean): 
  * was told it would not get. Only a token nobody decided yet is recorded (ON CONFLICT DO NOTHING).
  */
 function deadlineAnswer (pool: pg.Pool, txn: Transaction, jit: JitFunding, echo: Record<string, unknown>, group: MethodGroup): JitAnswer {
-  const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(amountText(jit.amount)), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: 'gateway deadline exceeded; nothing was held' } })
+  return unrecordedDecline(pool, txn, jit, echo, group, 'gateway deadline exceeded; nothing was held', 'DEADLINE')
+}
+
+/** A decline decided outside jit_decide (see deadlineAnswer), recorded best effort. */
+function unrecordedDecline (pool: pg.Pool, txn: Transaction, jit: JitFunding, echo: Record<string, unknown>, group: MethodGroup, memo: string, reason: string): JitAnswer {
+  const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(amountText(jit.amount)), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo } })
   pool.query(`INSERT INTO decisions (jit_token, method, user_token, card_token, transaction_token, result, decline_reason, status_code, response, currency_code)
               VALUES ($1, $2, $3, $4, $5, 'declined', 'TRANSACTION_NOT_PERMITTED', 402, $6, $7) ON CONFLICT (jit_token) DO NOTHING`,
   [jit.token, jit.method, jit.user_token, txn.card_token ?? null, txn.token ?? null, body, (txn.currency_code ?? 'USD').slice(0, 3)])
     .catch(() => { /* best effort: without the record a replay is decided afresh */ })
-  return { statusCode: 402, body, replay: false, result: 'declined', reason: 'DEADLINE', group, overdrawn: false }
+  return { statusCode: 402, body, replay: false, result: 'declined', reason, group, overdrawn: false }
 }
 
 /**

@@ -30,7 +30,7 @@ t.test('a burst of misses loads once, then both levels answer', async (t) => {
 t.test('the local level expires with its (settable) clock', async (t) => {
   let now = 1_000_000
   let loads = 0
-  const redis = { mget: async (...keys: string[]) => keys.map(() => null), set: async () => 'OK', del: async () => 0, publish: async () => 0 }
+  const redis = { mget: async (...keys: string[]) => keys.map(() => null), eval: async () => 0, publish: async () => 0 }
   const cache = new TwoLevelCache({ redis, localTtlMs: 2000, localMaxEntries: 100, negativeTtlS: 5, now: () => now })
   const load = async (): Promise<number> => ++loads
   t.equal(await cache.get('k', 60, load), 1)
@@ -112,4 +112,53 @@ t.test('getMany: local hits, one MGET for the rest, one load for what Redis lack
   const both = await Promise.allSettled([cache.getMany([{ key: e, ttlS: 60 }], failing), cache.get(e, 60, async () => 'never')])
   t.same(both.map((r) => r.status), ['rejected', 'rejected'])
   t.equal(await cache.get(e, 60, async () => 'E'), 'E')
+})
+
+t.test('a fill that read PostgreSQL before an invalidation is not written to Redis after it, whichever instance did either', async (t) => {
+  const redis = redisClient()
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  const a = new TwoLevelCache({ redis, localTtlMs: 60_000, localMaxEntries: 100, negativeTtlS: 5 })
+  const b = new TwoLevelCache({ redis, localTtlMs: 60_000, localMaxEntries: 100, negativeTtlS: 5 })
+  const key = uniq('race')
+  let release!: () => void
+  const loaded = new Promise<void>((resolve) => { release = resolve })
+  let reading!: () => void
+  const started = new Promise<void>((resolve) => { reading = resolve })
+  // a reads the old value, then b's invalidation lands, then a's load returns.
+  const filling = a.get(key, 60, async () => { reading(); await loaded; return 'OLD' })
+  await started
+  await b.invalidate([key])
+  release()
+  t.equal(await filling, 'OLD', 'the caller still gets what it loaded')
+  // Same connection: commands run in order, so a's conditional write (if any) ran before this GET.
+  t.equal(await redis.get(`jitctx:${key}`), null, 'the old value was not written back')
+  t.equal(await b.get(key, 60, async () => 'NEW'), 'NEW', 'the next load is the new value')
+  t.equal(await redis.get(`jitctx:${key}`), '"NEW"', 'and that one is written')
+})
+
+t.test('a fresh load replaces a stale value Redis kept because its invalidation failed', async (t) => {
+  const redis = redisClient()
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  const cache = new TwoLevelCache({ redis, localTtlMs: 60_000, localMaxEntries: 100, negativeTtlS: 5 })
+  const key = uniq('fresh')
+  await redis.set(`jitctx:${key}`, '"STALE"', 'EX', 60)
+  t.equal(await cache.get(key, 60, async () => 'CURRENT'), 'STALE', 'a normal lookup trusts Redis')
+  const [value] = await cache.getMany([{ key, ttlS: 60 }], async (keys) => new Map(keys.map((k) => [k, 'CURRENT'])), { fresh: true })
+  t.equal(value, 'CURRENT', 'a fresh lookup goes to the loader')
+  t.equal(await redis.get(`jitctx:${key}`), '"CURRENT"', 'and refreshes Redis')
+  t.equal(await cache.get(key, 60, async () => 'LOADED'), 'CURRENT', 'and the local level')
+})
+
+t.test('an invalidation that cannot reach Redis does not throw and is reported', async (t) => {
+  const redis = redisClient('redis://127.0.0.1:1')
+  t.teardown(() => redis.disconnect())
+  let failed = 0
+  const cache = new TwoLevelCache({ redis, localTtlMs: 60_000, localMaxEntries: 100, negativeTtlS: 5, events: { invalidationFailed: () => { failed++ } } })
+  let loads = 0
+  t.equal(await cache.get('k', 60, async () => ++loads), 1)
+  await cache.invalidate(['k'])
+  t.equal(failed, 1)
+  t.equal(await cache.get('k', 60, async () => ++loads), 2, 'the local level forgot the key all the same')
 })

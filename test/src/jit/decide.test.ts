@@ -1,6 +1,6 @@
 import t from 'tap'
 import pg from 'pg'
-import { decideJit, LedgerUnavailableError, type DecisionDeps } from '../../../src/jit/decide.js'
+import { callJitDecide, decideJit, LedgerUnavailableError, type DecisionDeps } from '../../../src/jit/decide.js'
 import { PgContextSource } from '../../../src/jit/context.js'
 import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
 import { TEST_DATABASE_URL, uniq } from '../../helper.js'
@@ -130,4 +130,46 @@ t.test('a saturated pool (its own wait runs out before the deadline) is a deadli
     t.ok(performance.now() - started < 900, 'answered when the pool gave up')
   }
   t.match(await account(pool, ch.user), { debits_pending: 0, available: 10_000 })
+})
+
+t.test('a decision on a stale context is refused by the ledger, made again on a fresh one, and nothing stale is written', async (t) => {
+  const ch = await cardholder(pool, { fundMinor: 10_000 })
+  const fromPg = new PgContextSource(pool)
+  // A cache that kept the card ACTIVE (with its version then) after the card was suspended.
+  const before = await fromPg.parts(ch.card, ch.user, ['card', 'user', 'userControls', 'programControls'])
+  await pool.query("UPDATE cards SET state = 'SUSPENDED' WHERE token = $1", [ch.card])
+  const fresh: boolean[] = []
+  const cached = { parts: async (...args: Parameters<PgContextSource['parts']>) => { fresh.push(args[3]?.fresh === true); return args[3]?.fresh === true ? await fromPg.parts(...args) : before } }
+  const calls: Array<Record<string, unknown>> = []
+  const d: DecisionDeps = { ...deps(new Date().toISOString()), context: cached, ledger: async (call, at) => { calls.push(call); return await callJitDecide(pool, call, at) } }
+  const txn = jitRequest({ user: ch.user, card: ch.card, amount: '1.00' }) as Transaction
+  const answer = await decideJit(d, txn, jitFundingOf(txn)!, performance.now() + 5000)
+  t.equal(answer.statusCode, 402)
+  t.equal(JSON.parse(answer.body).jit_funding.decline_reason, 'CARD_NOT_ACTIVE')
+  t.same(fresh, [false, true], 'the second context came straight from PostgreSQL')
+  t.equal(calls.length, 2)
+  t.equal(calls[0].decline_reason, undefined, 'the stale context would have approved')
+  const { rows } = await pool.query('SELECT count(*)::int AS n FROM holds WHERE user_token = $1', [ch.user])
+  t.equal(rows[0].n, 0, 'no hold')
+
+  // The reverse: a stale SUSPENDED decline does not stand either.
+  const suspended = await fromPg.parts(ch.card, ch.user, ['card', 'user', 'userControls', 'programControls'])
+  await pool.query("UPDATE cards SET state = 'ACTIVE' WHERE token = $1", [ch.card])
+  const again: DecisionDeps = { ...d, context: { parts: async (...args: Parameters<PgContextSource['parts']>) => args[3]?.fresh === true ? await fromPg.parts(...args) : suspended } }
+  const txn2 = jitRequest({ user: ch.user, card: ch.card, amount: '1.00' }) as Transaction
+  t.equal((await decideJit(again, txn2, jitFundingOf(txn2)!, performance.now() + 5000)).statusCode, 200)
+})
+
+t.test('a context that stays stale ends in a decline that holds nothing, after a bounded number of tries', async (t) => {
+  const ch = await cardholder(pool, { fundMinor: 10_000 })
+  const fromPg = new PgContextSource(pool)
+  const parts = await fromPg.parts(ch.card, ch.user, ['card', 'user', 'userControls', 'programControls'])
+  parts.versions!.user = { scope: ch.user, version: -5 }
+  let loads = 0
+  const d: DecisionDeps = { ...deps(new Date().toISOString()), context: { parts: async () => { loads++; return parts } } }
+  const txn = jitRequest({ user: ch.user, card: ch.card, amount: '1.00' }) as Transaction
+  const answer = await decideJit(d, txn, jitFundingOf(txn)!, performance.now() + 5000)
+  t.equal(answer.statusCode, 402)
+  t.match(JSON.parse(answer.body).jit_funding, { decline_reason: 'TRANSACTION_NOT_PERMITTED', memo: /context changed/ })
+  t.equal(loads, 3)
 })

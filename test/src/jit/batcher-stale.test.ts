@@ -1,0 +1,52 @@
+import t from 'tap'
+import pg from 'pg'
+import { callJitDecide, decideJit, STALE_CONTEXT, type DecisionDeps } from '../../../src/jit/decide.js'
+import { JitBatcher, type DecisionRow, type LedgerCall } from '../../../src/jit/batcher.js'
+import { PgContextSource, type ContextParts, type ContextSource } from '../../../src/jit/context.js'
+import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
+import { TEST_DATABASE_URL } from '../../helper.js'
+import { cardholder, holdCount, jitRequest, type Cardholder } from '../../jit-fixtures.js'
+
+// A stale context inside a group commit: only that decision is refused and made again; the batch commits the rest.
+const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 })
+t.teardown(() => pool.end())
+
+t.test('a stale item in a batch gets its stale answer alone; the others of the batch commit', async (t) => {
+  const holders = await Promise.all([1, 2, 3, 4].map(async () => await cardholder(pool, { fundMinor: 100_00 })))
+  const fromPg = new PgContextSource(pool)
+  // The third cardholder's context is cached from before its card was suspended.
+  const staleParts = await fromPg.parts(holders[2].card, holders[2].user, ['card', 'user', 'userControls', 'programControls'])
+  await pool.query("UPDATE cards SET state = 'SUSPENDED' WHERE token = $1", [holders[2].card])
+  const context: ContextSource = {
+    parts: async (card, user, wanted, opts): Promise<ContextParts> => user === holders[2].user && opts?.fresh !== true ? staleParts : await fromPg.parts(card, user, wanted)
+  }
+
+  let singles = 0
+  let releaseFirst!: () => void
+  const firstHeld = new Promise<void>((resolve) => { releaseFirst = resolve })
+  const single: LedgerCall = async (call, deadlineAt) => {
+    // The first decision runs alone and is held, so that the next ones queue up into one batch.
+    if (singles++ === 0) await firstHeld
+    return await callJitDecide(pool, call, deadlineAt)
+  }
+  const batcher = new JitBatcher(pool, single, { maxBatch: 10, maxInFlight: 1, lockTimeoutMs: 50 })
+  const rows: DecisionRow[] = []
+  const ledger: LedgerCall = async (call, at) => { const row = await batcher.decide(call, at); if (row !== undefined) rows.push(row); return row }
+  const deps: DecisionDeps = { pool, context, now: () => new Date(), partialApproval: false, holdExpirationDays: 7, stage: () => {}, ledger }
+  const decide = async (ch: Cardholder) => {
+    const txn = jitRequest({ user: ch.user, card: ch.card, amount: '1.00' }) as Transaction
+    return await decideJit(deps, txn, jitFundingOf(txn)!, performance.now() + 5000)
+  }
+
+  const first = decide(holders[0])
+  await new Promise((resolve) => setImmediate(resolve))
+  const batch = holders.slice(1).map(decide)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  releaseFirst()
+  const answers = await Promise.all([first, ...batch])
+  t.same(answers.map((a) => a.statusCode), [200, 200, 402, 200])
+  t.equal(JSON.parse(answers[2].body).jit_funding.decline_reason, 'CARD_NOT_ACTIVE', 'decided again on the fresh context')
+  t.equal(rows.filter((r) => r.status_code === STALE_CONTEXT).length, 1, 'one stale answer, from the batch')
+  t.equal(singles, 2, 'alone: the first decision and the retry; the batch did not fall back to one-by-one calls')
+  t.same(await Promise.all(holders.map(async (h) => await holdCount(pool, h.user))), [1, 1, 0, 1])
+})
