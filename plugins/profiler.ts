@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import client from 'prom-client'
-import { jitStages, type JitStage } from '../src/metrics.js'
+import { jitStages, methodLabel, reasonLabel, type JitStage } from '../src/metrics.js'
 
 export interface StageStats { count: number, p50_ms: number | null, p95_ms: number | null, p99_ms: number | null }
 export interface ProfilerSnapshot {
@@ -50,7 +50,7 @@ export default fp(async (app) => {
     },
     decision (method, result, reason) {
       counts[result]++
-      telemetry.jitDecisions.inc({ method, result, reason: reason ?? '' })
+      telemetry.jitDecisions.inc({ method: methodLabel(method), result, reason: reasonLabel(reason) })
       telemetry.jitApprovalRate.set(counts.approved / (counts.approved + counts.declined))
     },
     request (totalMs, log, detail) {

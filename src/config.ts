@@ -36,7 +36,8 @@ export const ConfigSchema = Type.Object({
   WEBHOOK_BASIC_AUTH_PASSWORD: Type.Optional(Type.String({ minLength: 20, maxLength: 50 })),
   WEBHOOK_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   WEBHOOK_SIGNATURE_ALGORITHM: Type.Union([Type.Literal('sha256'), Type.Literal('sha1')], { default: 'sha256' }),
-  JIT_CUSTOM_HEADER_NAME: Type.Optional(Type.String({ minLength: 1 })),
+  // An HTTP header name (RFC 9110 token): it is also a redaction path in the logger.
+  JIT_CUSTOM_HEADER_NAME: Type.Optional(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" })),
   JIT_CUSTOM_HEADER_VALUE: Type.Optional(Type.String({ minLength: 1 })),
   JIT_DEADLINE_MS: Type.Integer({ minimum: 50, maximum: 2900, default: 1500 }),
   JIT_PARTIAL_APPROVAL: Bool,
@@ -84,10 +85,19 @@ export function loadConfig (env?: Record<string, unknown>, warn: (msg: string) =
     throw new ConfigError(`invalid configuration: ${(err as Error).message}`)
   }
   const missing = requiredSecrets.filter((name) => raw[name] === undefined)
-  if (missing.length > 0) {
-    if (raw.NODE_ENV === 'production') {
-      throw new ConfigError(`invalid configuration: ${missing.join(', ')} must be set when NODE_ENV=production`)
+  if (raw.NODE_ENV === 'production') {
+    // Production has no development values, and an unsigned webhook endpoint would accept forged ledger movements.
+    const unset = raw.WEBHOOK_SECRET === undefined ? [...missing, 'WEBHOOK_SECRET'] : missing
+    if (unset.length > 0) throw new ConfigError(`invalid configuration: ${unset.join(', ')} must be set when NODE_ENV=production`)
+    // A copied .env.example must not pass for production's own secrets (users are names, not secrets).
+    const published = (['ADMIN_TOKEN', 'JIT_BASIC_AUTH_PASSWORD', 'WEBHOOK_BASIC_AUTH_PASSWORD'] as const).filter((name) => raw[name] === developmentSecrets[name])
+    if (published.length > 0) {
+      throw new ConfigError(`invalid configuration: ${published.join(', ')} must not keep the development value of .env.example when NODE_ENV=production`)
     }
+    if (raw.MONGO_URL === 'embedded') {
+      throw new ConfigError('invalid configuration: MONGO_URL=embedded is for development only (a killed process may lose its archive); set a mongodb:// URL when NODE_ENV=production')
+    }
+  } else if (missing.length > 0) {
     warn(`using development values for ${missing.join(', ')} (see .env.example); never do this in production`)
   }
   if (raw.PG_POOL_MIN > raw.PG_POOL_MAX) throw new ConfigError('invalid configuration: PG_POOL_MIN must not exceed PG_POOL_MAX')

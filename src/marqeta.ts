@@ -67,6 +67,9 @@ add('record', 'pgfs.refund.authorization', 'pgfs.refund.authorization.reversal',
   'pgfs.original.credit.authorization.reversal', 'pgfs.authorization.advice')
 add('inquiry', 'pgfs.balanceinquiry', 'pgfs.pindebit.balanceinquiry')
 
+/** Every method of the table above (metric labels take only these). */
+export const knownMethods: ReadonlySet<string> = new Set(Object.keys(groups))
+
 export function methodGroup (method: string): MethodGroup {
   const group = groups[method]
   if (group !== undefined) return group

@@ -34,3 +34,24 @@ t.test('a failing migration is rolled back and named', async (t) => {
   const { rows } = await pool.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])
   t.equal(rows.length, 0)
 })
+
+t.test('a pooled connection used after migrate keeps the pool statement_timeout; migrations themselves are unbounded', async (t) => {
+  // One connection, so the one migrate used is the one the next query gets; the pool's timeout is the app's backstop.
+  const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1, statement_timeout: 300 } as pg.PoolConfig)
+  t.teardown(() => pool.end())
+  const before = (await pool.query('SHOW statement_timeout')).rows[0].statement_timeout
+  t.equal(before, '300ms')
+  const dir = await mkdtemp(join(tmpdir(), 'migrations-'))
+  const slow = `902_${uniq('slow').replace(/-/g, '_')}.sql`
+  // Longer than the pool's timeout: it only passes if the migration's own transaction lifts it.
+  await writeFile(join(dir, slow), 'SELECT pg_sleep(0.6);')
+  t.teardown(() => pool.query('DELETE FROM schema_migrations WHERE name = $1', [slow]))
+  t.same(await migrate(pool, dir), [slow])
+  t.equal((await pool.query('SHOW statement_timeout')).rows[0].statement_timeout, '300ms', 'after a successful run')
+  await t.rejects(pool.query('SELECT pg_sleep(0.6)'), { message: /statement timeout/ }, 'the timeout still bites')
+
+  const bad = `903_${uniq('bad').replace(/-/g, '_')}.sql`
+  await writeFile(join(dir, bad), 'SELECT pg_sleep(0.4); CREATE TABLE this is not sql;')
+  await t.rejects(migrate(pool, dir), { message: new RegExp(`migration ${bad} failed`) })
+  t.equal((await pool.query('SHOW statement_timeout')).rows[0].statement_timeout, '300ms', 'after a failed run')
+})

@@ -1,0 +1,64 @@
+import t from 'tap'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+// Debian's docker-compose (v1.29) checks the file without a Docker engine; .ci/run installs it, and so does this test
+// on a machine without it.
+const COMPOSE = '/usr/bin/docker-compose'
+if (!existsSync(COMPOSE)) {
+  execFileSync('bash', ['-c', 'apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose'], { stdio: 'inherit', timeout: 300_000 })
+}
+
+const required: Record<string, string> = {
+  POSTGRES_PASSWORD: 'pg-secret-1',
+  RABBITMQ_USER: 'gateway',
+  RABBITMQ_PASSWORD: 'rabbit-secret-2',
+  ADMIN_TOKEN: 'admin-token-secret-3456',
+  JIT_BASIC_AUTH_USER: 'marqeta-jit',
+  JIT_BASIC_AUTH_PASSWORD: 'jit-password-secret-78901',
+  WEBHOOK_BASIC_AUTH_USER: 'marqeta-webhook',
+  WEBHOOK_BASIC_AUTH_PASSWORD: 'webhook-password-secret-234',
+  WEBHOOK_SECRET: 'webhook-hmac-secret-5',
+  GRAFANA_ADMIN_PASSWORD: 'grafana-secret-6'
+}
+
+// An empty env file, so that a developer's .env next to the compose file cannot fill in what the test leaves out.
+const envFile = join(await mkdtemp(join(tmpdir(), 'compose-')), 'empty.env')
+await writeFile(envFile, '')
+function config (env: Record<string, string>): { status: number | null, stdout: string, stderr: string } {
+  const r = spawnSync(COMPOSE, ['--env-file', envFile, '-f', 'docker-compose.yml', 'config'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...env },
+    encoding: 'utf8',
+    timeout: 60_000
+  })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+t.test('with every secret set, the file is valid; without one, compose stops naming it', async (t) => {
+  const ok = config(required)
+  t.equal(ok.status, 0, ok.stderr)
+  for (const name of Object.keys(required)) {
+    const { [name]: _, ...env } = required
+    const r = config(env)
+    t.not(r.status, 0, `${name} missing stops compose`)
+    t.match(r.stderr, `set ${name}`, `the message names ${name}`)
+  }
+})
+
+t.test('production settings: no default secrets, a real MongoDB, internal tools on 127.0.0.1 only', async (t) => {
+  const { stdout } = config(required)
+  t.notMatch(stdout, /change-me|guest:guest|:admin\b|dev-.*-change-me/, 'no default or development secret')
+  t.equal(stdout.match(/NODE_ENV: production/g)?.length, 2, 'both app instances run in production')
+  t.equal(stdout.match(/MONGO_URL: mongodb:\/\/mongo:27017\/jit/g)?.length, 2)
+  t.equal(stdout.match(/WEBHOOK_SECRET: webhook-hmac-secret-5/g)?.length, 2)
+  t.match(stdout, /GF_SECURITY_ADMIN_PASSWORD: grafana-secret-6/)
+  t.match(stdout, /RABBITMQ_DEFAULT_PASS: rabbit-secret-2/)
+  t.match(stdout, /DATABASE_URL: postgres:\/\/postgres:pg-secret-1@postgres:5432\/jit/)
+  // Published ports: only nginx's public port on every address; the rest on this host only.
+  const published = [...stdout.matchAll(/^\s*- (\S+:\d+:\d+)\/tcp$/gm)].map((m) => m[1]).sort()
+  t.same(published, ['127.0.0.1:15672:15672', '127.0.0.1:3001:3000', '127.0.0.1:8081:8081', '127.0.0.1:9090:9090'])
+  t.same([...stdout.matchAll(/published: (\d+)/g)].map((m) => m[1]), ['8080'], 'the public port alone is open to all')
+})
