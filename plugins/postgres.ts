@@ -31,6 +31,9 @@ export default fp(async (app) => {
   } as any)
   const pool = app.pg.pool
   pool.on('error', (err) => app.log.warn({ err: err.message }, 'idle PostgreSQL client failed'))
+  // pg-pool listens for errors only on idle clients: a checked-out client whose connection drops would emit 'error'
+  // with no listener and crash the process. Its query in flight rejects anyway (and is answered as such).
+  pool.on('connect', (client) => client.on('error', (err) => app.log.debug({ err: err.message }, 'PostgreSQL connection lost')))
   const db = new Database(pool, {
     slowQueryMs: config.PG_SLOW_QUERY_MS,
     onQuery: (ms) => metrics.pgQueryDuration.observe(ms / 1000),

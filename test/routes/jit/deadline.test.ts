@@ -1,4 +1,7 @@
 import t from 'tap'
+import type { Test } from 'tap'
+import net from 'node:net'
+import { once } from 'node:events'
 import pg from 'pg'
 import { build, eventually, TEST_DATABASE_URL } from '../../helper.js'
 import { account, cardholder, decisionOf, holdCount, jitRequest, postJit } from '../../jit-fixtures.js'
@@ -39,27 +42,73 @@ t.test('past JIT_DEADLINE_MS (a row lock held elsewhere): 402 with a memo, in ti
   t.equal(next.statusCode, 200, 'a new token is decided normally')
 })
 
-t.test('PostgreSQL unreachable at the gateway: 503 at once', async (t) => {
-  const app = await build(t)
+/**
+ * A TCP proxy in front of PostgreSQL that the test can cut: every open connection is reset and new ones are reset
+ * as they arrive, as when the database host goes away; `restore` lets connections through again.
+ */
+async function cuttableProxy (t: Test, target: URL): Promise<{ url: string, cut: () => void, restore: () => void, attemptsWhileCut: () => number }> {
+  const open = new Set<net.Socket>()
+  let cut = false
+  let attempts = 0
+  const server = net.createServer((client) => {
+    if (cut) { attempts++; client.resetAndDestroy(); return }
+    const upstream = net.connect(Number(target.port || 5432), target.hostname)
+    open.add(client)
+    open.add(upstream)
+    const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
+    client.on('error', drop).on('close', drop)
+    upstream.on('error', drop).on('close', drop)
+    client.pipe(upstream).pipe(client)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { for (const s of open) s.destroy(); server.close() })
+  const url = new URL(target.href)
+  url.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  return {
+    url: url.href,
+    cut: () => { cut = true; for (const s of open) s.resetAndDestroy(); open.clear() },
+    restore: () => { cut = false },
+    attemptsWhileCut: () => attempts
+  }
+}
+
+t.test('PostgreSQL unreachable at the ledger call (context already cached): 503 at once, nothing recorded', async (t) => {
+  const proxy = await cuttableProxy(t, new URL(TEST_DATABASE_URL))
+  // The context stays in the local level for the whole test, so the request gets past context and rules to the ledger.
+  const app = await build(t, { DATABASE_URL: proxy.url, RUN_WORKERS: 'false', CACHE_LOCAL_TTL_MS: '600000' })
   const ch = await cardholder(app.db, { fundMinor: 10_000 })
-  const dead = new pg.Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMillis: 2000 })
-  t.teardown(() => dead.end())
-  // The Database wrapper's pool is what both the context source and the ledger call use.
-  const database = app.db as unknown as { pool: pg.Pool }
-  const live = database.pool
-  database.pool = dead
-  t.teardown(() => { database.pool = live })
+  const warm = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 1 }))
+  t.equal(warm.statusCode, 200, 'a first decision loads and caches the context')
+  const before = await account(app.db, ch.user)
 
-  const body = jitRequest({ user: ch.user, card: ch.card, amount: 1 })
-  const started = performance.now()
-  const res = await postJit(app, body)
-  t.equal(res.statusCode, 503, res.body)
-  t.match(res.json(), { statusCode: 503, error: 'Service Unavailable' })
-  t.notMatch(res.body, /ECONNREFUSED|127\.0\.0\.1/, 'no internals in the answer')
-  t.ok(performance.now() - started < 1000, 'without waiting for the deadline')
+  proxy.cut()
+  const stages = async () => (await app.profiler.snapshot()).stages
+  // First on a pooled connection that was just dropped, then on a new connection that is refused.
+  const bodies = [jitRequest({ user: ch.user, card: ch.card, amount: 1 }), jitRequest({ user: ch.user, card: ch.card, amount: 1 })]
+  for (const [i, body] of bodies.entries()) {
+    const stagesBefore = await stages()
+    const started = performance.now()
+    const res = await postJit(app, body)
+    const elapsed = performance.now() - started
+    t.equal(res.statusCode, 503, res.body)
+    t.match(res.json(), { statusCode: 503, error: 'Service Unavailable' })
+    t.notMatch(res.body, /ECONNRESET|ECONNREFUSED|127\.0\.0\.1|terminated/, 'no internals in the answer')
+    t.ok(elapsed < 1000, `without waiting for the deadline (${Math.round(elapsed)} ms)`)
+    // Where it failed: the context came from the cache and the rules ran (their stages were timed), then the ledger
+    // call tried PostgreSQL and found it gone.
+    const stagesAfter = await stages()
+    t.equal(stagesAfter.context.count, stagesBefore.context.count + 1, 'the context was loaded (from the cache)')
+    t.equal(stagesAfter.rules.count, stagesBefore.rules.count + 1, 'the rules ran: the request reached the ledger call')
+    t.equal(stagesAfter.ledger.count, stagesBefore.ledger.count, 'and the ledger call did not complete')
+    if (i === 1) t.ok(proxy.attemptsWhileCut() > 0, `the ledger call tried a new connection (${proxy.attemptsWhileCut()} attempts refused)`)
+  }
 
-  database.pool = live
-  t.equal(await decisionOf(app.db, body.gpa_order.jit_funding.token), undefined)
-  const after = await postJit(app, body)
+  proxy.restore()
+  for (const body of bodies) t.equal(await decisionOf(app.db, body.gpa_order.jit_funding.token), undefined, 'no decision recorded')
+  t.same(await account(app.db, ch.user), before, 'nothing held')
+  t.equal(await holdCount(app.db, ch.user), 1, 'only the first decision holds money')
+  const after = await postJit(app, bodies[0])
   t.equal(after.statusCode, 200, 'once PostgreSQL is back the same token is decided')
+  t.equal(await holdCount(app.db, ch.user), 2)
 })
