@@ -1,12 +1,13 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { TransactionSchema, jitFundingOf } from '../src/marqeta.js'
+import { TransactionSchema, declineReasons, jitFundingOf } from '../src/marqeta.js'
 import { decideJit } from '../src/jit/decide.js'
 import { gatewayBatcher } from '../src/jit/batcher.js'
-import type { JitStage } from '../src/metrics.js'
+import { errorResponse, rejectDeepBody } from './admin/schemas.js'
+import { methodLabel, type JitStage } from '../src/metrics.js'
 
-const JitResponseSchema = Type.Object({
+const JitResponseFields = Type.Object({
   jit_funding: Type.Object({
     token: Type.String(),
     method: Type.String(),
@@ -20,7 +21,36 @@ const JitResponseSchema = Type.Object({
     })))
   })
 })
-const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) })
+
+const jitRequestExample = {
+  type: 'authorization',
+  state: 'PENDING',
+  token: 'txn-0001',
+  user_token: 'alice',
+  card_token: 'card-alice-1',
+  amount: 12.5,
+  currency_code: 'USD',
+  card_acceptor: { mid: '000000000011111', mcc: '5411', name: 'Corner Grocery' },
+  pos: { partial_approval_capable: false },
+  gpa_order: { jit_funding: { token: 'jit-0001', method: 'pgfs.authorization', user_token: 'alice', amount: 12.5 } }
+}
+
+// The same fields as src/marqeta.ts's TransactionSchema (unknown fields accepted), with a documented example.
+const JitRequestSchema = Type.Object(TransactionSchema.properties, {
+  additionalProperties: true,
+  description: 'A Marqeta transaction with gpa_order.jit_funding (or gpa_order_unload.jit_funding); Marqeta\'s other fields are accepted and ignored',
+  examples: [jitRequestExample]
+})
+
+const JitApprovedSchema = Type.Object(JitResponseFields.properties, {
+  description: 'Approved: amount is the approved amount. A balance inquiry (pgfs.balanceinquiry) answers balances here, with no ledger change. A replayed jit_funding.token gets the first answer byte for byte.',
+  examples: [{ jit_funding: { token: 'jit-0001', method: 'pgfs.authorization', user_token: 'alice', amount: 12.5 } }]
+})
+
+const JitDeclinedSchema = Type.Object(JitResponseFields.properties, {
+  description: `Declined: decline_reason is one of Marqeta's (${declineReasons.join(', ')}), memo the internal reason (e.g. the gateway's deadline passed); amount is the requested amount`,
+  examples: [{ jit_funding: { token: 'jit-0002', method: 'pgfs.authorization', user_token: 'alice', amount: 250, decline_reason: 'INSUFFICIENT_FUNDS', memo: 'insufficient funds' } }]
+})
 
 declare module 'fastify' {
   interface FastifyRequest { jitTimer?: { last: number, started: number } }
@@ -49,14 +79,24 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
     // ledger would refuse. Under load the gateway keeps deciding within JIT_DEADLINE_MS (or declines past it).
     config: { pressureHandler: () => {} },
     schema: {
-      body: TransactionSchema,
-      response: { 200: JitResponseSchema, 400: ErrorSchema, 401: ErrorSchema, 402: JitResponseSchema, 503: ErrorSchema }
+      tags: ['marqeta'],
+      summary: 'Marqeta JIT funding request',
+      description: 'Marqeta asks to approve or decline a card transaction and waits 3 s at most; the gateway answers within JIT_DEADLINE_MS. Basic auth (and the custom header when JIT_CUSTOM_HEADER_NAME is set); wrong credentials record nothing.',
+      body: JitRequestSchema,
+      response: {
+        200: JitApprovedSchema,
+        400: errorResponse(400, 'Not a JIT request: malformed JSON, no jit_funding, an invalid field or a body nested too deep', 'body/gpa_order/jit_funding is required'),
+        401: errorResponse(401, 'Missing or wrong Basic credentials (or custom header); nothing is recorded', 'valid JIT gateway credentials are required'),
+        402: JitDeclinedSchema,
+        503: errorResponse(503, 'PostgreSQL unreachable: not a decision, nothing recorded; Marqeta\'s stand-in rules apply')
+      }
     },
     onRequest: [
       async (request) => { const now = performance.now(); request.jitTimer = { started: now, last: now } },
       app.requireJitCredentials,
       async (request) => { lap(request, 'auth') }
     ],
+    preValidation: rejectDeepBody,
     preHandler: async (request) => { lap(request, 'parse') },
     onResponse: async (request, reply) => {
       lap(request, 'respond')
@@ -81,9 +121,13 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
     }, txn, jit, started + config.JIT_DEADLINE_MS)
     if (!answer.replay) {
       // The approval rate is about decisions; informative messages (clearings, refunds, …) are only counted.
-      if (answer.result === 'recorded') app.telemetry.jitDecisions.inc({ method: jit.method.slice(0, 80), result: 'recorded', reason: '' })
+      if (answer.result === 'recorded') app.telemetry.jitDecisions.inc({ method: methodLabel(jit.method), result: 'recorded', reason: '' })
       else profiler.decision(jit.method, answer.result, answer.reason)
-      if (answer.group === 'unknown') app.telemetry.jitUnknownMethods.inc({ method: jit.method.slice(0, 80) })
+      if (answer.group === 'unknown') {
+        // The metric cannot name it (any string would be a new series): the log line does.
+        app.telemetry.jitUnknownMethods.inc({ method: methodLabel(jit.method) })
+        request.log.warn({ method: jit.method.slice(0, 80) }, 'unknown JIT method')
+      }
       if (answer.overdrawn) app.telemetry.ledgerOverdrawn.inc()
     }
     // The stored text is sent as is, so a replay is byte-for-byte the first answer.

@@ -2,30 +2,41 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { verifySignature } from '../src/webhooks/signature.js'
 import { queueWebhookItems, webhookItems } from '../src/webhooks/queue.js'
+import { HttpError } from '../src/admin/errors.js'
+import { errorResponse } from './admin/schemas.js'
+import { jsonDeeperThan, tooDeepMessage } from '../src/json-depth.js'
 
 const WEBHOOK_BODY_LIMIT = 256 * 1024
 
-const Items = Type.Array(Type.Object({}, { additionalProperties: true }))
+const Items = Type.Array(Type.Object({}, { additionalProperties: true }), { description: 'up to 10 per delivery (more are accepted)' })
 // Unknown top-level keys are accepted (and archived): Marqeta adds event types over time.
 const WebhookBodySchema = Type.Object({
   transactions: Type.Optional(Items),
   cards: Type.Optional(Items),
   usertransitions: Type.Optional(Items),
   pings: Type.Optional(Items)
-}, { additionalProperties: true })
+}, {
+  additionalProperties: true,
+  description: 'One of transactions, cards, usertransitions or the ping; unknown top-level keys are accepted and archived',
+  examples: [{
+    transactions: [{
+      type: 'authorization.clearing',
+      state: 'COMPLETION',
+      token: 'txn-0003',
+      user_token: 'alice',
+      card_token: 'card-alice-1',
+      amount: 12.5,
+      currency_code: 'USD',
+      gpa_order: { jit_funding: { token: 'jit-0003', method: 'pgfs.authorization.clearing', user_token: 'alice', amount: 12.5, original_jit_funding_token: 'jit-0001' } }
+    }]
+  }]
+})
 type WebhookBody = Static<typeof WebhookBodySchema>
 
-const QueuedSchema = Type.Object({ queued: Type.Integer() })
-const ErrorSchema = Type.Object({
-  statusCode: Type.Integer(),
-  error: Type.String(),
-  message: Type.String(),
-  code: Type.Optional(Type.String())
+const QueuedSchema = Type.Object({ queued: Type.Integer({ description: 'items durably queued (publisher confirms)' }) }, {
+  description: 'Every item is durably queued; processing is asynchronous and idempotent',
+  examples: [{ queued: 1 }]
 })
-
-class HttpError extends Error {
-  constructor (readonly statusCode: number, message: string, readonly code?: string) { super(message) }
-}
 
 /**
  * POST /marqeta/webhooks (DESIGN §5, a contract): Basic auth, then the HMAC of the raw bytes when WEBHOOK_SECRET is
@@ -48,11 +59,15 @@ const webhookRoutes: FastifyPluginAsync = async (app) => {
       throw new HttpError(401, 'the X-Marqeta-Signature header is missing or does not match the body', 'INVALID_SIGNATURE')
     }
     if (!Buffer.isBuffer(request.body)) return
+    let body: unknown
     try {
-      request.body = JSON.parse(raw.toString('utf8'))
+      body = JSON.parse(raw.toString('utf8'))
     } catch {
       throw new HttpError(400, 'body is not valid JSON', 'FST_ERR_CTP_INVALID_JSON_BODY')
     }
+    // Each item is hashed, queued and archived by code that recurses: such a body could never be archived anyway.
+    if (jsonDeeperThan(body)) throw new HttpError(400, tooDeepMessage, 'BODY_TOO_DEEP')
+    request.body = body
   }
 
   app.post<{ Body: WebhookBody }>('/marqeta/webhooks', {
@@ -60,8 +75,17 @@ const webhookRoutes: FastifyPluginAsync = async (app) => {
     preValidation: verifyAndParse,
     bodyLimit: WEBHOOK_BODY_LIMIT,
     schema: {
+      tags: ['marqeta'],
+      summary: 'Marqeta webhooks',
+      description: 'Basic auth (separate credentials from the JIT gateway); when WEBHOOK_SECRET is set, X-Marqeta-Signature must be the lowercase hex HMAC (SHA-256, or SHA-1 when configured) of the raw body. Exactly 200 once every item is queued; anything else makes Marqeta retry.',
       body: WebhookBodySchema,
-      response: { 200: QueuedSchema, 400: ErrorSchema, 401: ErrorSchema, 413: ErrorSchema, 503: ErrorSchema }
+      response: {
+        200: QueuedSchema,
+        400: errorResponse(400, 'Malformed JSON, an invalid body or a body nested too deep', 'body is not valid JSON', 'FST_ERR_CTP_INVALID_JSON_BODY'),
+        401: errorResponse(401, 'Missing or wrong Basic credentials, or a signature that does not match the body', 'the X-Marqeta-Signature header is missing or does not match the body', 'INVALID_SIGNATURE'),
+        413: errorResponse(413, 'Body larger than 256 KiB'),
+        503: errorResponse(503, 'The items could not be queued (RabbitMQ unavailable): Marqeta retries', 'webhook could not be queued')
+      }
     }
   }, async (request) => {
     const items = webhookItems(request.body)

@@ -5,10 +5,12 @@ import loads from './loads.js'
 import controls from './controls.js'
 import transactions from './transactions.js'
 import jitStats from './jit-stats.js'
+import { rejectDeepBody } from './schemas.js'
 
 /** The admin API of DESIGN §6, registered under /v1; every route in this context needs the admin bearer token. */
 const adminRoutes: FastifyPluginAsync = async (app) => {
   app.addHook('onRequest', app.requireAdmin)
+  app.addHook('preValidation', rejectDeepBody)
   await app.register(users)
   await app.register(cards)
   await app.register(loads)

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { jitStages } from '../../src/metrics.js'
+import { errors } from './schemas.js'
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
 
@@ -13,6 +14,8 @@ const StageStatsSchema = Type.Object({
 })
 
 // Every stage is a required property, so a stage missing from the snapshot fails serialization instead of vanishing.
+const stageExample = { count: 1200, p50_ms: 0.21, p95_ms: 0.48, p99_ms: 0.9 }
+
 export const JitStatsSchema = Type.Object({
   stages: Type.Object(Object.fromEntries([...jitStages, 'total'].map((stage) => [stage, StageStatsSchema]))),
   decisions: Type.Object({
@@ -27,15 +30,25 @@ export const JitStatsSchema = Type.Object({
     warn_ms: Type.Integer(),
     error_ms: Type.Integer()
   })
+}, {
+  description: 'Every stage is listed even before traffic (count 0, percentiles null)',
+  examples: [{
+    stages: Object.fromEntries([...jitStages, 'total'].map((stage) => [stage, stageExample])),
+    decisions: { total: 1200, approved: 1150, declined: 50, approval_rate: 0.958 },
+    slow_requests: { over_warn_ms: 0, over_error_ms: 0, warn_ms: 50, error_ms: 100 }
+  }]
 })
-
-const ErrorSchema = Type.Object({ statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) })
 
 /** `GET /v1/jit/stats` (DESIGN §6): the JIT profiler's snapshot, per-stage p50/p95/p99, approval rate, slow requests. */
 const jitStats: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   app.get('/jit/stats', {
-    schema: { response: { 200: JitStatsSchema, 401: ErrorSchema } }
+    schema: {
+      tags: ['operations'],
+      summary: 'JIT profiler snapshot',
+      description: 'Per-stage p50/p95/p99 in ms since start, decisions and approval rate, slow-request counts.',
+      response: { 200: JitStatsSchema, ...errors(401) }
+    }
   }, async () => await app.profiler.snapshot())
 }
 
