@@ -1,7 +1,7 @@
 import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, ConfigError } from './config.js'
-import { buildApp } from './app.js'
+import { buildApp, loggerOptions } from './app.js'
 import { startEmbeddedMongo } from './embedded-mongo.js'
 
 async function main (): Promise<void> {
@@ -42,7 +42,12 @@ async function main (): Promise<void> {
 
   let app
   try {
-    app = await buildApp(config)
+    // A terminal gets readable lines (pino-pretty, in a worker thread); anything else gets JSON. The options, redaction
+    // and secret scrubbing included, are the same: lines are redacted before they reach the transport.
+    const logger = process.stdout.isTTY === true
+      ? { ...(loggerOptions(config) as object), transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } }
+      : undefined
+    app = await buildApp(config, { logger })
   } catch (err) {
     console.error(`boot failed: ${(err as Error).message}`)
     process.exit(1)

@@ -1,0 +1,57 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { developmentSecrets } from '../../src/config.js'
+import { eventually, TEST_DATABASE_URL } from '../helper.js'
+
+// The built server (`npm test` builds first), run under a pseudo-terminal by util-linux's `script`, or with piped stdout.
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function runServer (t: { teardown: (fn: () => unknown) => void }, tty: boolean): Promise<{ port: number, output: () => string }> {
+  const port = await freePort()
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, RUN_WORKERS: 'false', LOG_LEVEL: 'info', NO_COLOR: '1' }
+  const command = `${JSON.stringify(process.execPath)} dist/src/server.js`
+  const child = tty
+    ? spawn('script', ['-qfec', command, '/dev/null'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, ['dist/src/server.js'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (d) => { output += d })
+  child.stderr.on('data', (d) => { output += d })
+  t.teardown(async () => {
+    if (child.exitCode !== null) return
+    // Its own process group: `script` and the server under it.
+    process.kill(-child.pid!, 'SIGKILL')
+    await new Promise((resolve) => child.once('exit', resolve))
+  })
+  await eventually(async () => output.includes('Server listening'), 30_000, 100)
+  return { port, output: () => output }
+}
+
+const secret = developmentSecrets.ADMIN_TOKEN
+
+for (const tty of [true, false]) {
+  t.test(tty ? 'in a terminal the logs are pretty and still redact secrets' : 'piped, the logs are JSON lines and redact secrets', async (t) => {
+    const server = await runServer(t, tty)
+    const res = await fetch(`http://127.0.0.1:${server.port}/v1/users/nobody?echo=${secret}`, { headers: { authorization: `Bearer ${secret}` } })
+    t.equal(res.status, 404)
+    await eventually(async () => server.output().includes('request rejected'), 10_000, 50)
+    const output = server.output()
+    t.notOk(output.includes(secret), 'the admin token appears nowhere')
+    t.match(output, /"authorization": ?"\[redacted\]"/, 'the header is redacted')
+    t.match(output, /echo=\[redacted\]/, 'the secret in the URL is scrubbed')
+    const lines = output.split(/\r?\n/).filter((l) => l.includes('incoming request'))
+    t.ok(lines.length > 0)
+    if (tty) {
+      t.match(lines[0], /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: incoming request/, 'a readable line')
+    } else {
+      t.equal(JSON.parse(lines[0]).msg, 'incoming request', 'a JSON line')
+    }
+  })
+}
