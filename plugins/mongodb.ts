@@ -39,9 +39,10 @@ export default fp(async (app) => {
     timer.unref()
     app.addHook('onClose', async () => clearInterval(timer))
   }
-  if (stopEmbedded !== undefined) {
-    const stop = stopEmbedded
-    // The client must be gone before its server, or the driver keeps monitoring timers alive.
-    app.addHook('onClose', async () => { await client.close(true); await stop() })
-  }
+  // @fastify/mongodb does not close a client it was given: without this a real MONGO_URL kept the process alive after
+  // close. The client must be gone before an embedded server, or the driver keeps monitoring timers alive.
+  app.addHook('onClose', async () => {
+    await client.close(true)
+    await stopEmbedded?.()
+  })
 }, { name: 'mongodb', dependencies: ['config'] })

@@ -1,14 +1,11 @@
 import fp from 'fastify-plugin'
-import { RetryLaterError, type Delivery, type Handler } from '../src/broker.js'
+import type { Delivery, Handler } from '../src/broker.js'
 import { OutboxRelay } from '../src/outbox-relay.js'
 import { expireHolds } from '../src/hold-expiry.js'
 import { pruneOutbox } from '../src/outbox-retention.js'
 import { Periodic } from '../src/periodic.js'
-import { ArchiveWriter, isMongoUnavailable } from '../src/archive.js'
-import { processWebhookItem } from '../src/webhooks/process.js'
+import { createConsumers, startConsumers } from '../src/consumers.js'
 
-export const WEBHOOKS_QUEUE = 'webhooks.process'
-export const ARCHIVE_QUEUE = 'transactions.archive'
 const QUEUE_SAMPLE_MS = 5000
 
 /**
@@ -52,27 +49,16 @@ export default fp(async (app) => {
     }
   }
 
-  const processWebhook: Handler = async ({ routingKey, content }) => {
-    await processWebhookItem({
-      db: app.db,
-      holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
-      invalidate: (what) => app.invalidateContext(what),
-      onOverdrawn: () => telemetry.ledgerOverdrawn.inc(),
-      log: app.log
-    }, routingKey, content)
-    relay.kick()
-  }
-
-  const writer = new ArchiveWriter(app.mongo.db!)
-  const archive: Handler = async ({ routingKey, messageId, content, headers }) => {
-    try {
-      await writer.write({ routingKey, messageId, content, headers })
-    } catch (err) {
-      // MongoDB down is a degraded archive (DESIGN §7), not a bad message: it waits instead of dead-lettering.
-      if (isMongoUnavailable(err)) throw new RetryLaterError(`MongoDB unavailable: ${(err as Error).message}`)
-      throw err
-    }
-  }
+  const consumers = createConsumers({
+    db: app.db,
+    mongo: app.mongo.db!,
+    holdExpirationDays: config.HOLD_EXPIRATION_DAYS,
+    invalidate: (what) => app.invalidateContext(what),
+    onOverdrawn: () => telemetry.ledgerOverdrawn.inc(),
+    log: app.log,
+    afterWebhook: () => relay.kick()
+  })
+  let consumed: string[] = []
 
   const sampleQueues = async (): Promise<void> => {
     for (const { name } of broker.topology.queues) {
@@ -90,8 +76,7 @@ export default fp(async (app) => {
   })
 
   app.addHook('onReady', async () => {
-    await broker.consume(WEBHOOKS_QUEUE, measured(WEBHOOKS_QUEUE, processWebhook))
-    await broker.consume(ARCHIVE_QUEUE, measured(ARCHIVE_QUEUE, archive))
+    consumed = await startConsumers(broker, consumers, measured)
     await relay.start()
     expiry.start()
     retention.start()
@@ -102,8 +87,7 @@ export default fp(async (app) => {
 
   app.addHook('onClose', async () => {
     clearInterval(sampler)
-    await broker.cancel(WEBHOOKS_QUEUE)
-    await broker.cancel(ARCHIVE_QUEUE)
+    for (const name of consumed) await broker.cancel(name)
     // Handlers already running finish and ack on their channel before the broker and the stores close.
     await Promise.all([...inFlight])
     await relay.stop()

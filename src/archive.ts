@@ -1,10 +1,16 @@
 import { createHash } from 'node:crypto'
-import { MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError, ObjectId, type Db } from 'mongodb'
+import { ObjectId, type Db } from 'mongodb'
 import { jitFundingOf, type Transaction } from './marqeta.js'
+import { classifyFailure, withTimeout } from './failures.js'
 
 export const archiveCollection = 'marqeta_messages'
 /** Ledger and other internal events: kept apart so that the Marqeta archive holds Marqeta's messages only. */
 export const eventsCollection = 'events'
+/**
+ * How long one archive write may take: a hung MongoDB must not hold the consumer's deliveries forever. A write that
+ * runs out of time is a transient failure (retried, never dead-lettered); the insert is keyed, so a late one is harmless.
+ */
+export const ARCHIVE_WRITE_TIMEOUT_MS = 5000
 
 /** Indexes of DESIGN §7. CongoDB does not enforce unique indexes, so uniqueness comes from the `_id`. */
 export async function ensureArchiveIndexes (db: Db): Promise<void> {
@@ -110,10 +116,10 @@ function receivedAt (headers: Record<string, unknown> | undefined, body: Record<
 }
 
 /** Writes a message once: an insert keyed by its `_id`, so a redelivery is a duplicate-key error that changes nothing. */
-export async function archiveMessage (db: Db, input: ArchiveInput, now = new Date()): Promise<{ collection: string, id: ObjectId, inserted: boolean }> {
+export async function archiveMessage (db: Db, input: ArchiveInput, now = new Date(), timeoutMs = ARCHIVE_WRITE_TIMEOUT_MS): Promise<{ collection: string, id: ObjectId, inserted: boolean }> {
   const { collection, doc } = archiveDocument(input, now)
   try {
-    await db.collection<ArchivedMessage>(collection).insertOne(doc)
+    await withTimeout(db.collection<ArchivedMessage>(collection).insertOne(doc), timeoutMs, 'archive insert')
     return { collection, id: doc._id, inserted: true }
   } catch (err) {
     if ((err as { code?: unknown }).code === DUPLICATE_KEY) return { collection, id: doc._id, inserted: false }
@@ -141,7 +147,7 @@ export class ArchiveWriter {
   private pending: PendingWrite[] = []
   private scheduled = false
 
-  constructor (private readonly db: Db, private readonly maxBatch = 64) {}
+  constructor (private readonly db: Db, private readonly maxBatch = 64, private readonly timeoutMs = ARCHIVE_WRITE_TIMEOUT_MS) {}
 
   write (input: ArchiveInput): Promise<void> {
     const { collection, doc } = archiveDocument(input)
@@ -173,7 +179,8 @@ export class ArchiveWriter {
       const docs = new Map<string, ArchivedMessage>()
       for (const { doc } of writes) docs.set(doc._id.toHexString(), doc)
       const unique = [...docs.values()]
-      this.db.collection<ArchivedMessage>(collection).insertMany(unique, { ordered: false }).then(
+      const insert = this.db.collection<ArchivedMessage>(collection).insertMany(unique, { ordered: false })
+      withTimeout(insert, this.timeoutMs, `archive insert of ${unique.length} documents`).then(
         () => { for (const w of writes) w.resolve() },
         (err: { writeErrors?: unknown }) => {
           // Already archived (duplicate `_id`) is success; any other failure rejects only the documents it names.
@@ -192,6 +199,5 @@ export class ArchiveWriter {
 
 /** MongoDB could not be reached (as opposed to refusing a document): the archive waits for it instead of failing. */
 export function isMongoUnavailable (err: unknown): boolean {
-  return err instanceof MongoNetworkError || err instanceof MongoServerSelectionError ||
-    err instanceof MongoNotConnectedError || err instanceof MongoTopologyClosedError
+  return classifyFailure(err).cause === 'mongodb'
 }

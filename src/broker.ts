@@ -1,10 +1,15 @@
 import { EventEmitter } from 'node:events'
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib'
+import { classifyFailure, type Failure, type FailureCause } from './failures.js'
+
+export { RetryLaterError } from './failures.js'
 
 export interface WorkQueue {
   name: string
   /** Routing-key patterns bound on the topic exchange. */
   bindings: string[]
+  /** Which of the workers (plugins/workers.ts) consumes it; a queue without one is consumed by whoever asks. */
+  consumer?: 'webhooks' | 'archive'
 }
 
 export interface Topology {
@@ -16,18 +21,13 @@ export interface Topology {
 export const defaultTopology: Topology = {
   exchange: 'jit.events',
   queues: [
-    { name: 'webhooks.process', bindings: ['webhook.#'] },
-    { name: 'transactions.archive', bindings: ['#'] }
+    { name: 'webhooks.process', bindings: ['webhook.#'], consumer: 'webhooks' },
+    { name: 'transactions.archive', bindings: ['#'], consumer: 'archive' }
   ]
 }
 
+/** Tries of a message that can never succeed before it is dead-lettered; a transient failure never counts. */
 export const MAX_RETRIES = 3
-
-/**
- * Thrown by a handler whose own dependency is down (not the message's fault): the message waits in the retry queue
- * for the longest retry delay and comes back without using up a retry, so an outage never dead-letters good work.
- */
-export class RetryLaterError extends Error {}
 
 export interface Logger {
   info: (obj: object | string, msg?: string) => void
@@ -38,7 +38,13 @@ export interface Logger {
 export interface BrokerOptions {
   topology?: Topology
   prefetch?: number
+  /** First retry delay; it doubles with each try (MAX_RETRIES tries), or with each transient failure up to the cap. */
   retryDelayMs?: number
+  /** Cap of the delay between two tries of a message whose failure can pass. */
+  maxRetryDelayMs?: number
+  /** Cap of the interval between two probes of a store that a paused queue waits for. */
+  maxProbeIntervalMs?: number
+  classify?: (err: unknown) => Failure
   /** Upper bound of the reconnect backoff. */
   maxBackoffMs?: number
   publishTimeoutMs?: number
@@ -55,6 +61,23 @@ export interface Delivery {
 
 export type Handler = (delivery: Delivery) => Promise<void>
 
+/** Per cause of a transient failure, how to tell that the store is back (e.g. `SELECT 1`). */
+export type Probes = Partial<Record<FailureCause, () => Promise<unknown>>>
+
+export interface ConsumeOptions {
+  /** A transient failure whose cause has a probe pauses the queue in this process until the probe succeeds. */
+  probes?: Probes
+}
+
+/** What became of one delivery: emitted as 'settled' once the message left this consumer's hands. */
+export interface Settlement {
+  queue: string
+  messageId?: string
+  routingKey: string
+  outcome: 'acked' | 'retried' | 'dead-lettered'
+  failure?: Failure
+}
+
 export class BrokerUnavailableError extends Error {
   statusCode = 503
   constructor (message = 'message broker unavailable') { super(message) }
@@ -63,12 +86,14 @@ export class BrokerUnavailableError extends Error {
 /**
  * A RabbitMQ connection that reconnects with backoff, re-asserts the topology and re-subscribes consumers after
  * every reconnect. Publishing fails fast while disconnected, so callers can answer 503 or leave outbox rows waiting.
+ * Emits 'settled' (a Settlement) for every delivery a consumer finished with, 'paused' and 'resumed' per queue.
  */
 export class Broker extends EventEmitter {
   private connection?: ChannelModel
   private channel?: ConfirmChannel
-  private readonly consumers = new Map<string, Handler>()
-  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag: string }>()
+  private readonly consumers = new Map<string, { handler: Handler, probes: Probes }>()
+  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag?: string }>()
+  private readonly paused = new Map<string, { timer?: NodeJS.Timeout }>()
   private closing = false
   private attempt = 0
   private timer?: NodeJS.Timeout
@@ -81,14 +106,20 @@ export class Broker extends EventEmitter {
       topology: defaultTopology,
       prefetch: 32,
       retryDelayMs: 1000,
+      maxRetryDelayMs: 30_000,
+      maxProbeIntervalMs: 5000,
       maxBackoffMs: 10_000,
       publishTimeoutMs: 2000,
-      ...options
+      classify: classifyFailure,
+      // An option passed as undefined keeps its default.
+      ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as BrokerOptions
     }
   }
 
   get topology (): Topology { return this.opts.topology }
   get connected (): boolean { return this.channel !== undefined }
+  /** Queues whose consumption this process has paused while a store is unreachable. */
+  get pausedQueues (): string[] { return [...this.paused.keys()] }
 
   /** Starts connecting; resolves after the first attempt, connected or not (the loop goes on in the background). */
   start (): Promise<void> {
@@ -98,21 +129,29 @@ export class Broker extends EventEmitter {
 
   private async connect (): Promise<void> {
     if (this.closing) return
+    let connection: ChannelModel | undefined
     try {
-      const connection = await amqp.connect(this.url, { timeout: 2000, noDelay: true })
+      connection = await amqp.connect(this.url, { timeout: 2000, noDelay: true })
       connection.on('error', (err) => this.opts.log.warn({ err }, 'rabbitmq connection error'))
-      connection.on('close', () => this.onDisconnect())
       const channel = await connection.createConfirmChannel()
       channel.on('error', (err) => this.opts.log.warn({ err }, 'rabbitmq channel error'))
       await this.assertTopology(channel)
+      if (this.closing) {
+        await connection.close().catch(() => {})
+        return
+      }
+      connection.on('close', () => this.onDisconnect())
       this.connection = connection
       this.channel = channel
       this.attempt = 0
-      for (const [queue, handler] of this.consumers) await this.subscribe(queue, handler)
+      for (const queue of this.consumers.keys()) await this.subscribe(queue)
       this.opts.log.info('rabbitmq connected')
       this.emit('connected')
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'rabbitmq unreachable; retrying in the background')
+      // A connection opened before the failure (channel or topology refused) is closed, not left open on the server;
+      // an adopted one reconnects through its own close handler.
+      await connection?.close().catch(() => {})
       this.scheduleReconnect()
     }
   }
@@ -121,6 +160,7 @@ export class Broker extends EventEmitter {
     const wasConnected = this.channel !== undefined
     this.channel = undefined
     this.connection = undefined
+    this.subscriptions.clear()
     if (this.closing) return
     if (wasConnected) {
       this.opts.log.warn('rabbitmq connection lost; reconnecting')
@@ -180,23 +220,40 @@ export class Broker extends EventEmitter {
   }
 
   /**
-   * Consumes `queue` with a prefetch; acks after the handler resolves. A failing message is re-queued through the
-   * retry queue with a delay, MAX_RETRIES times, then dead-lettered with the failure reason in `x-failure-reason`
-   * (a RetryLaterError retries without counting).
+   * Consumes `queue` with a prefetch; acks after the handler resolves. A failure that can pass (classify) goes through
+   * the retry queue with a delay doubling up to maxRetryDelayMs, for as long as it lasts, without using up a try; and
+   * when its cause has a probe, this process stops taking the queue's deliveries until the probe succeeds. A failure
+   * that never passes is retried MAX_RETRIES times, then dead-lettered with its reason in `x-failure-reason`.
    */
-  async consume (queue: string, handler: Handler): Promise<void> {
-    this.consumers.set(queue, handler)
-    if (this.channel !== undefined) await this.subscribe(queue, handler)
+  async consume (queue: string, handler: Handler, options: ConsumeOptions = {}): Promise<void> {
+    this.consumers.set(queue, { handler, probes: options.probes ?? {} })
+    if (this.channel !== undefined) await this.subscribe(queue)
   }
 
-  private async subscribe (queue: string, handler: Handler): Promise<void> {
+  private async subscribe (queue: string): Promise<void> {
     const connection = this.connection
     if (connection === undefined) return
     const channel = await connection.createConfirmChannel()
     channel.on('error', (err) => this.opts.log.warn({ err, queue }, 'rabbitmq consumer channel error'))
     await channel.prefetch(this.opts.prefetch)
-    const { consumerTag } = await channel.consume(queue, (msg) => { if (msg !== null) void this.handle(channel, queue, msg, handler) })
-    this.subscriptions.set(queue, { channel, consumerTag })
+    this.subscriptions.set(queue, { channel })
+    if (!this.paused.has(queue)) await this.startConsuming(queue)
+  }
+
+  private async startConsuming (queue: string): Promise<void> {
+    const subscription = this.subscriptions.get(queue)
+    if (subscription === undefined || subscription.consumerTag !== undefined) return
+    const { channel } = subscription
+    const { consumerTag } = await channel.consume(queue, (msg) => { if (msg !== null) void this.handle(channel, queue, msg) })
+    subscription.consumerTag = consumerTag
+  }
+
+  private async stopConsuming (queue: string): Promise<void> {
+    const subscription = this.subscriptions.get(queue)
+    const consumerTag = subscription?.consumerTag
+    if (subscription === undefined || consumerTag === undefined) return
+    subscription.consumerTag = undefined
+    await subscription.channel.cancel(consumerTag).catch(() => {})
   }
 
   /**
@@ -205,35 +262,99 @@ export class Broker extends EventEmitter {
    */
   async cancel (queue: string): Promise<void> {
     this.consumers.delete(queue)
-    const subscription = this.subscriptions.get(queue)
+    clearTimeout(this.paused.get(queue)?.timer)
+    this.paused.delete(queue)
+    await this.stopConsuming(queue)
     this.subscriptions.delete(queue)
-    await subscription?.channel.cancel(subscription.consumerTag).catch(() => {})
   }
 
-  private async handle (channel: ConfirmChannel, queue: string, msg: ConsumeMessage, handler: Handler): Promise<void> {
+  /** Stops taking deliveries of `queue` until `probe` succeeds, probing at growing intervals (no spinning, one log line). */
+  private pause (queue: string, failure: Failure, probe: () => Promise<unknown>): void {
+    if (this.paused.has(queue) || !this.consumers.has(queue)) return
+    const state: { timer?: NodeJS.Timeout } = {}
+    this.paused.set(queue, state)
+    this.opts.log.warn({ queue, cause: failure.cause, reason: failure.reason }, 'store unavailable: consumption paused until it answers')
+    this.emit('paused', { queue, cause: failure.cause })
+    void this.stopConsuming(queue)
+    let attempt = 0
+    const schedule = (): void => {
+      const delay = Math.min(this.opts.maxProbeIntervalMs, this.opts.retryDelayMs * 2 ** attempt++)
+      state.timer = setTimeout(() => {
+        probe().then(() => this.resume(queue, state), () => { if (this.paused.get(queue) === state && !this.closing) schedule() })
+      }, delay)
+      state.timer.unref()
+    }
+    schedule()
+  }
+
+  private resume (queue: string, state: { timer?: NodeJS.Timeout }): void {
+    if (this.paused.get(queue) !== state || this.closing) return
+    this.paused.delete(queue)
+    this.opts.log.info({ queue }, 'store answers again: consumption resumed')
+    this.emit('resumed', { queue })
+    void this.startConsuming(queue).catch((err) => this.opts.log.warn({ err: (err as Error).message, queue }, 'resuming consumption failed'))
+  }
+
+  private async handle (channel: ConfirmChannel, queue: string, msg: ConsumeMessage): Promise<void> {
+    const consumer = this.consumers.get(queue)
     const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
     const retries = Number(headers['x-retries'] ?? 0)
+    const routingKey = String(headers['x-original-routing-key'] ?? msg.fields.routingKey)
+    const messageId = msg.properties.messageId as string | undefined
+    if (consumer === undefined) {
+      // Cancelled while this delivery was in flight: it goes back to the queue untouched.
+      channel.nack(msg, false, true)
+      return
+    }
     try {
-      await handler({ content: msg.content, routingKey: String(headers['x-original-routing-key'] ?? msg.fields.routingKey), messageId: msg.properties.messageId, headers, retries })
+      await consumer.handler({ content: msg.content, routingKey, messageId, headers, retries })
       channel.ack(msg)
+      this.emit('settled', { queue, messageId, routingKey, outcome: 'acked' } satisfies Settlement)
+      return
     } catch (err) {
-      const reason = (err as Error)?.message ?? String(err)
-      const later = err instanceof RetryLaterError
-      const target = later || retries < MAX_RETRIES ? `${queue}.retry` : `${queue}.dlq`
+      const failure = this.opts.classify(err)
+      const transientRetries = Number(headers['x-transient-retries'] ?? 0)
+      const dead = !failure.transient && retries >= MAX_RETRIES
+      const now = new Date().toISOString()
       const options: Options.Publish = {
         ...msg.properties,
         persistent: true,
-        headers: { ...headers, 'x-retries': later ? retries : retries + 1, 'x-failure-reason': reason.slice(0, 500), 'x-original-routing-key': headers['x-original-routing-key'] ?? msg.fields.routingKey }
+        headers: {
+          ...headers,
+          'x-retries': failure.transient ? retries : retries + 1,
+          'x-transient-retries': failure.transient ? transientRetries + 1 : transientRetries,
+          'x-failure-reason': failure.reason.slice(0, 500),
+          'x-failure-cause': failure.cause,
+          'x-original-routing-key': routingKey,
+          'x-original-queue': queue,
+          'x-first-failed-at': headers['x-first-failed-at'] ?? now,
+          ...(dead ? { 'x-dead-lettered-at': now } : {})
+        }
       }
-      if (target.endsWith('.retry')) options.expiration = String(this.opts.retryDelayMs * 2 ** (later ? MAX_RETRIES : retries))
-      else delete options.expiration
+      if (dead) {
+        delete options.expiration
+      } else {
+        const delay = failure.transient
+          ? Math.min(this.opts.maxRetryDelayMs, this.opts.retryDelayMs * 2 ** transientRetries)
+          : this.opts.retryDelayMs * 2 ** retries
+        options.expiration = String(delay)
+      }
+      const target = dead ? `${queue}.dlq` : `${queue}.retry`
       try {
         channel.sendToQueue(target, msg.content, options)
         await channel.waitForConfirms()
         channel.ack(msg)
-        this.opts.log.warn({ queue, retries, reason, target }, 'message handling failed')
       } catch {
         // The channel is gone: the unacked message returns to the queue by itself.
+        return
+      }
+      this.emit('settled', { queue, messageId, routingKey, outcome: dead ? 'dead-lettered' : 'retried', failure } satisfies Settlement)
+      const probe = failure.transient ? consumer.probes[failure.cause] : undefined
+      if (probe !== undefined) {
+        this.pause(queue, failure, probe)
+      } else if (!failure.transient || transientRetries === 0) {
+        // A store outage is logged once by pause(); a message's own failures once per try (at most MAX_RETRIES + 1).
+        this.opts.log.warn({ queue, retries, cause: failure.cause, reason: failure.reason, target, messageId }, dead ? 'message dead-lettered' : 'message handling failed; retrying')
       }
     }
   }
@@ -256,6 +377,7 @@ export class Broker extends EventEmitter {
   async close (): Promise<void> {
     this.closing = true
     if (this.timer !== undefined) clearTimeout(this.timer)
+    for (const state of this.paused.values()) clearTimeout(state.timer)
     const connection = this.connection
     this.channel = undefined
     this.connection = undefined

@@ -1,10 +1,25 @@
 import client from 'prom-client'
+import { declineReasons, knownMethods } from './marqeta.js'
 
 /** Histogram buckets in seconds; the first is sub-millisecond because a decision's own work is. */
 export const latencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
 
 export const jitStages = ['parse', 'auth', 'context', 'rules', 'ledger', 'respond'] as const
 export type JitStage = typeof jitStages[number]
+
+// Label values come from request bodies: each one is a time series, so only known values pass, anything else is `other`.
+const reasonLabels: ReadonlySet<string> = new Set<string>([...declineReasons, 'DEADLINE', ''])
+
+/** The `method` label: a method of Marqeta's table (src/marqeta.ts), else `other`. */
+export function methodLabel (method: string): string {
+  return knownMethods.has(method) ? method : 'other'
+}
+
+/** The `reason` label: a Marqeta decline reason or one of ours (DEADLINE), `''` for none, else `other`. */
+export function reasonLabel (reason: string | undefined): string {
+  const value = reason ?? ''
+  return reasonLabels.has(value) ? value : 'other'
+}
 
 /**
  * Every metric of the product, in one registry per app instance (tests run several instances in one process,
@@ -38,7 +53,10 @@ export function createMetrics () {
     publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
     consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),
     queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers }),
-    queueConsumers: new client.Gauge({ name: 'rabbitmq_queue_consumers', help: 'consumers subscribed to a queue, all instances', labelNames: ['queue'], registers })
+    queueConsumers: new client.Gauge({ name: 'rabbitmq_queue_consumers', help: 'consumers subscribed to a queue, all instances', labelNames: ['queue'], registers }),
+    consumerRetries: new client.Counter({ name: 'consumer_retries_total', help: 'failed deliveries sent back for another try, by cause (postgres, mongodb, lock, timeout: can pass; permanent: counts against the tries)', labelNames: ['queue', 'cause'], registers }),
+    consumerDeadLetters: new client.Counter({ name: 'consumer_dead_letters_total', help: 'messages dead-lettered after their last try', labelNames: ['queue'], registers }),
+    consumerPaused: new client.Gauge({ name: 'consumer_paused', help: '1 while this process has paused a queue because a store it needs is unreachable', labelNames: ['queue'], registers })
   }
   client.collectDefaultMetrics({ register: registry })
   return metrics

@@ -2,7 +2,7 @@ import t from 'tap'
 import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { buildConnected } from '../src/webhooks-helpers.js'
-import { MAX_RETRIES, RetryLaterError, type Delivery } from '../../src/broker.js'
+import { Broker, MAX_RETRIES, RetryLaterError, type Delivery, type Probes, type Settlement } from '../../src/broker.js'
 
 const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 
@@ -21,21 +21,24 @@ async function deleteWorkQueue (name: string): Promise<void> {
  * An app on a work queue of its own (with retry and dead-letter queues, deleted at teardown): `handle` consumes the
  * queue, `dead` collects what reaches the dead-letter queue.
  */
-async function workQueue (t: { teardown: (fn: () => unknown) => void }, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>) {
+async function workQueue (t: { teardown: (fn: () => unknown) => void }, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>, probes: Probes = {}) {
   const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: String(retryDelayMs) })
   const { broker } = app
   const name = uniq('test.rmq')
   const prefix = `test.rmq.${name}`
   await broker.addWorkQueue({ name, bindings: [`${prefix}.#`] })
   t.teardown(() => deleteWorkQueue(name))
-  await broker.consume(name, (delivery) => handle(delivery, prefix))
+  await broker.consume(name, (delivery) => handle(delivery, prefix), { probes })
+  const settled: Settlement[] = []
+  broker.on('settled', (s: Settlement) => { if (s.queue === name) settled.push(s) })
   const dead: Delivery[] = []
   await broker.consume(`${name}.dlq`, async (delivery) => { dead.push(delivery) })
   const cancel = async (): Promise<void> => {
     await broker.cancel(name)
     await broker.cancel(`${name}.dlq`)
   }
-  return { broker, prefix, dead, cancel }
+  const acked = (messageId: string): boolean => settled.some((s) => s.messageId === messageId && s.outcome === 'acked')
+  return { broker, name, prefix, dead, settled, acked, cancel }
 }
 
 t.test('a confirmed publish is consumed once, and a handler that keeps failing lands in the DLQ after 3 retries', async (t) => {
@@ -67,18 +70,67 @@ t.test('a confirmed publish is consumed once, and a handler that keeps failing l
 
 t.test('a handler whose dependency is down retries without using up its retries, and never dead-letters', async (t) => {
   const attempts: Delivery[] = []
-  const { broker, prefix, dead, cancel } = await workQueue(t, 10, async (delivery) => {
+  const { broker, prefix, dead, acked, settled, cancel } = await workQueue(t, 10, async (delivery) => {
     attempts.push(delivery)
     if (attempts.length <= MAX_RETRIES + 2) throw new RetryLaterError('store down')
   })
   await broker.publish(`${prefix}.x`, { n: 1 }, { messageId: 'later-1' })
-  await eventually(async () => attempts.length === MAX_RETRIES + 3)
+  await eventually(async () => acked('later-1'))
+  t.equal(attempts.length, MAX_RETRIES + 3, 'handled once it succeeded, after more failures than MAX_RETRIES')
   t.same(attempts.map((d) => d.retries), Array(MAX_RETRIES + 3).fill(0), 'no retry was counted')
+  t.same(attempts.map((d) => Number(d.headers['x-transient-retries'] ?? 0)), [0, 1, 2, 3, 4, 5], 'each transient failure waits longer')
   t.equal(attempts.at(-1)?.headers['x-failure-reason'], 'store down')
-  await new Promise((resolve) => setTimeout(resolve, 200))
-  t.equal(attempts.length, MAX_RETRIES + 3, 'handled once it succeeded')
+  t.same(settled.map((s) => s.outcome), [...Array(MAX_RETRIES + 2).fill('retried'), 'acked'])
   t.equal(dead.length, 0, 'nothing dead-lettered')
   await cancel()
+})
+
+t.test('while a store is unreachable the queue pauses, probes at growing intervals, and resumes when it answers', async (t) => {
+  let storeUp = false
+  let probes = 0
+  const attempts: string[] = []
+  const { broker, name, prefix, dead, acked, cancel } = await workQueue(t, 20, async (delivery) => {
+    attempts.push(delivery.messageId!)
+    if (!storeUp) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })
+  }, {
+    postgres: async () => {
+      probes++
+      if (!storeUp) throw new Error('still down')
+    }
+  })
+  await broker.publish(`${prefix}.a`, { n: 1 }, { messageId: 'paused-a' })
+  await eventually(async () => broker.pausedQueues.includes(name))
+  await broker.publish(`${prefix}.b`, { n: 2 }, { messageId: 'paused-b' })
+  // Several probes have failed: the queue stayed paused all along, so the second message was never taken.
+  await eventually(async () => probes >= 4)
+  t.notOk(attempts.includes('paused-b'), 'no delivery while paused')
+  t.ok(attempts.filter((id) => id === 'paused-a').length <= 2, 'the failing message is not spun on')
+  storeUp = true
+  await eventually(async () => acked('paused-a') && acked('paused-b'))
+  t.notOk(broker.pausedQueues.includes(name), 'resumed')
+  t.equal(dead.length, 0, 'nothing dead-lettered')
+  await cancel()
+})
+
+t.test('a broker whose topology cannot be set up closes the connection it opened', async (t) => {
+  const opened: amqp.ChannelModel[] = []
+  const connect = amqp.connect
+  amqp.connect = (async (...args: Parameters<typeof amqp.connect>) => {
+    const connection = await connect(...args)
+    opened.push(connection)
+    return connection
+  }) as typeof amqp.connect
+  t.teardown(() => { amqp.connect = connect })
+  // amq.* names are reserved: declaring one is refused by the server, so the first attempt fails after connecting.
+  const broker = new Broker(RABBITMQ_URL, { log: { info: () => {}, warn: () => {}, error: () => {} }, topology: { exchange: 'amq.gateway-test', queues: [] } })
+  t.teardown(() => broker.close())
+  await broker.start()
+  t.equal(broker.connected, false)
+  t.equal(opened.length, 1, 'one connection was opened by the failed attempt')
+  // The socket of the failed attempt is gone (a leaked one stays open until the broker is closed).
+  const socket = (opened[0] as unknown as { connection: { stream: { destroyed: boolean } } }).connection.stream
+  await eventually(async () => socket.destroyed, 5000)
+  t.ok(socket.destroyed, 'and it was closed, not left open on the server')
 })
 
 t.test('publishing without a broker fails fast with a 503 error', async (t) => {

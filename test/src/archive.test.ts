@@ -1,9 +1,12 @@
 import t from 'tap'
-import amqp from 'amqplib'
 import { MongoClient, ObjectId } from 'mongodb'
-import { build, eventually, uniq } from '../helper.js'
+import { build, uniq } from '../helper.js'
+import { startEmbeddedMongo } from '../../src/embedded-mongo.js'
 import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection, isMongoUnavailable } from '../../src/archive.js'
-import { buildConnected, createCardholder, fixture, jitHold, postWebhook, RABBITMQ_URL, withTokens } from './webhooks-helpers.js'
+import { classifyFailure } from '../../src/failures.js'
+import { webhookMessageId } from '../../src/webhooks/queue.js'
+import { createCardholder, fixture, jitHold, postWebhook, withTokens } from './webhooks-helpers.js'
+import { buildIsolated, tcpProxy } from './consumer-helpers.js'
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
 
@@ -71,24 +74,13 @@ t.test('a message is written once however often it is delivered', async (t) => {
 })
 
 t.test('webhooks posted to the route land in MongoDB through the broker', async (t) => {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false' })
+  // An exchange and queues of this app's own: its archive consumer (the workers' handler) writes to its own embedded
+  // MongoDB, and the test waits until each delivery was processed instead of sleeping.
+  const { app, queues, waitSettled } = await buildIsolated(t)
   const db = app.mongo.db!
-  // Any instance may take a message from the shared `transactions.archive`, and each test app has its own embedded
-  // MongoDB: a queue of this test's own, bound to its own tokens' routing key, runs the same writer on this app's.
-  const queue = uniq('test.archive')
   const type = uniq('archivetest').replace(/-/g, '_')
-  await app.broker.addWorkQueue({ name: queue, bindings: ['webhook.transactions', `webhook.${type}`] })
-  t.teardown(async () => {
-    const connection = await amqp.connect(RABBITMQ_URL)
-    const channel = await connection.createChannel()
-    for (const q of [queue, `${queue}.retry`, `${queue}.dlq`]) await channel.deleteQueue(q)
-    await connection.close()
-  })
-  const writer = new ArchiveWriter(db)
-  await app.broker.consume(queue, async ({ routingKey, messageId, content, headers }) => { await writer.write({ routingKey, messageId, content, headers }) })
-  t.teardown(() => app.broker.cancel(queue))
 
-  // A real cardholder and hold: the shared `webhooks.process` consumers apply this clearing too.
+  // A real cardholder and hold: this app's webhook consumer applies the clearing too.
   const { user, card } = await createCardholder(app.db, 100_00)
   const tok = { 'txn-clear-0005': uniq('txn'), 'jit-0005': uniq('jit'), 'user-ada': user, 'card-ada-1': card, 'jit-0001': uniq('jit'), 'jit-0002': uniq('jit') }
   await jitHold(app.db, user, card, tok['jit-0001'], 52_17)
@@ -96,15 +88,34 @@ t.test('webhooks posted to the route land in MongoDB through the broker', async 
   const other = { token: uniq('x'), anything: [1, 2, 3] }
   for (let i = 0; i < 3; i++) t.equal((await postWebhook(app, { ...clearing, [type]: [other] })).statusCode, 200)
 
-  const doc = await eventually(async () => await db.collection(archiveCollection).findOne({ jit_token: tok['jit-0005'] }))
+  await waitSettled(queues.archive, webhookMessageId('transactions', clearing.transactions[0]), 3)
+  await waitSettled(queues.archive, webhookMessageId(type, other), 3)
+  const doc = await db.collection(archiveCollection).findOne({ jit_token: tok['jit-0005'] })
   t.match(doc, { token: tok['txn-clear-0005'], card_token: tok['card-ada-1'], user_token: tok['user-ada'], routing_key: 'webhook.transactions' })
-  t.ok(doc.received_at instanceof Date)
-  t.same(doc.payload, clearing.transactions[0])
-  await eventually(async () => await db.collection(archiveCollection).findOne({ token: other.token }))
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok(doc?.received_at instanceof Date)
+  t.same(doc?.payload, clearing.transactions[0])
   t.equal(await db.collection(archiveCollection).countDocuments({ jit_token: tok['jit-0005'] }), 1, 'three deliveries, one document')
   t.equal(await db.collection(archiveCollection).countDocuments({ token: other.token }), 1, 'unknown keys are archived too')
   t.ok((await db.collection(archiveCollection).find({ user_token: tok['user-ada'] }).toArray()).length === 1, 'found by user_token')
+})
+
+t.test('a hung MongoDB write times out as a transient failure instead of holding the consumer', async (t) => {
+  const mongo = await startEmbeddedMongo()
+  const proxy = await tcpProxy(t, Number(new URL(mongo.url).port))
+  const url = new URL(mongo.url)
+  url.port = String(proxy.port)
+  const client = new MongoClient(url.toString())
+  t.teardown(async () => { await client.close(true); await mongo.stop() })
+  const db = client.db('hung')
+  await db.command({ ping: 1 })
+  // The server stops answering (the proxy holds every byte): the write must give up after its bound.
+  proxy.freeze()
+  const writer = new ArchiveWriter(db, 8, 300)
+  const started = performance.now()
+  const err = await writer.write({ routingKey: 'webhook.transactions', messageId: uniq('hung'), content: json({ a: 1 }) }).then(() => undefined, (e: unknown) => e)
+  t.ok(performance.now() - started < 2000, `bounded in time (${Math.round(performance.now() - started)} ms)`)
+  t.match(classifyFailure(err), { transient: true, cause: 'timeout' })
+  await proxy.close()
 })
 
 t.test('MongoDB unreachable is told apart from a refused document', async (t) => {

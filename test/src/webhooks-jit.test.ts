@@ -1,15 +1,17 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { eventually, jitHeaders, uniq } from '../helper.js'
-import { balances, buildConnected, createCardholder, effectExists, fixture, holdOf, postWebhook, withTokens } from './webhooks-helpers.js'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+import { webhookMessageId } from '../../src/webhooks/queue.js'
+import { balances, createCardholder, effectExists, fixture, holdOf, postWebhook, withTokens } from './webhooks-helpers.js'
+import { buildIsolated } from './consumer-helpers.js'
 const postJit = (app: FastifyInstance, body: unknown) => app.inject({ method: 'POST', url: '/marqeta/jit', headers: jitHeaders, payload: body as object })
 
 // One idempotency key for both paths (DESIGN §5): the gateway and the webhooks key effects the same way.
 t.test('the JIT gateway and the webhooks share effect keys', async (t) => {
-  const app = await buildConnected(t)
+  // Queues of its own: only this app processes what it posts, so the tests wait until each item was processed.
+  const { app, queues, waitSettled } = await buildIsolated(t)
   const { db } = app
+  const processed = (item: unknown): Promise<void> => waitSettled(queues.webhooks, webhookMessageId('transactions', item))
 
   t.test('the worked scenario through the gateway, then the clearing webhook, then the clearing at the gateway', async (t) => {
     const { user, card } = await createCardholder(db, 100_00)
@@ -30,7 +32,7 @@ t.test('the JIT gateway and the webhooks share effect keys', async (t) => {
     // The same clearing reaching the gateway: recorded, no second posting.
     const atGateway = await postJit(app, clearing.transactions[0])
     t.equal(atGateway.statusCode, 200)
-    await sleep(1000)
+    for (const item of [...approvals, clearing.transactions[0]]) await processed(item)
     t.same(await balances(db, user), { available: 42_58, ledger: 42_58, pending: 0, debitsPosted: 57_42, creditsPosted: 100_00 })
   })
 

@@ -2,17 +2,18 @@ import t from 'tap'
 import amqp from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { processWebhookItem, type ProcessDeps } from '../../src/webhooks/process.js'
+import { webhookMessageId } from '../../src/webhooks/queue.js'
+import { buildIsolated } from './consumer-helpers.js'
 import {
-  RABBITMQ_URL, balances, buildConnected, createCardholder, effectExists, fixture, holdOf, jitDebit, jitHold, postWebhook, withTokens
+  RABBITMQ_URL, balances, createCardholder, effectExists, fixture, holdOf, jitDebit, jitHold, postWebhook, withTokens
 } from './webhooks-helpers.js'
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-// Every app of every test file consumes the shared `webhooks.process` queue: whichever one takes a message, the
-// effect lands in the shared database, where these tests look for their own tokens.
+// This app has an exchange and work queues of its own: only its consumers take what it posts, so a test waits until
+// each of its items was processed (acked) instead of sleeping, and then checks that nothing else happened.
 t.test('webhooks through the queue', async (t) => {
-  const app = await buildConnected(t, { RABBITMQ_RETRY_DELAY_MS: '50' })
+  const { app, queues, waitSettled } = await buildIsolated(t, { RABBITMQ_RETRY_DELAY_MS: '50' })
   const { db } = app
+  const processed = (type: string, item: unknown, times = 1): Promise<void> => waitSettled(queues.webhooks, webhookMessageId(type, item), times)
 
   t.test('the worked scenario: holds, an incremental, a debit, then the clearing webhook gives exact balances', async (t) => {
     const { user, card } = await createCardholder(db, 100_00)
@@ -26,8 +27,7 @@ t.test('webhooks through the queue', async (t) => {
     // Three deliveries of the same webhook, concurrently: one effect.
     const answers = await Promise.all([1, 2, 3].map(() => postWebhook(app, clearing)))
     t.same(answers.map((r) => r.statusCode), [200, 200, 200])
-    await eventually(async () => (await holdOf(db, tok['jit-0001']))?.status === 'POSTED')
-    await sleep(1000)
+    await processed('transactions', clearing.transactions[0], 3)
     t.same(await balances(db, user), { available: 42_58, ledger: 42_58, pending: 0, debitsPosted: 57_42, creditsPosted: 100_00 })
     t.match(await holdOf(db, tok['jit-0001']), { status: 'POSTED', amount: 52_17, remaining: 0, posted: 50_17 })
     const { rows } = await db.query('SELECT phase, amount FROM entries WHERE effect_key = $1 ORDER BY id', [`${tok['jit-0005']}:post`])
@@ -35,7 +35,7 @@ t.test('webhooks through the queue', async (t) => {
 
     // The same clearing once more, later: still nothing.
     t.equal((await postWebhook(app, clearing)).statusCode, 200)
-    await sleep(500)
+    await processed('transactions', clearing.transactions[0], 4)
     t.same((await balances(db, user)).available, 42_58)
   })
 
@@ -64,13 +64,14 @@ t.test('webhooks through the queue', async (t) => {
         gpa_order_unload: { jit_funding: { token: jit, method: 'pgfs.authorization.reversal', user_token: user, amount, original_jit_funding_token: auth } }
       }]
     })
-    const first = uniq('jit')
-    t.equal((await postWebhook(app, reversal(first, '30.00'))).statusCode, 200)
-    t.equal((await postWebhook(app, reversal(first, '30.00'))).statusCode, 200, 'the same reversal again')
-    await eventually(async () => (await holdOf(db, auth))?.remaining === 90_00)
-    t.equal((await postWebhook(app, reversal(uniq('jit'), '100.00'))).statusCode, 200)
-    await eventually(async () => (await holdOf(db, auth))?.status === 'VOIDED')
-    await sleep(300)
+    const first = reversal(uniq('jit'), '30.00')
+    t.equal((await postWebhook(app, first)).statusCode, 200)
+    t.equal((await postWebhook(app, first)).statusCode, 200, 'the same reversal again')
+    await processed('transactions', first.transactions[0], 2)
+    t.equal((await holdOf(db, auth))?.remaining, 90_00)
+    const rest = reversal(uniq('jit'), '100.00')
+    t.equal((await postWebhook(app, rest)).statusCode, 200)
+    await processed('transactions', rest.transactions[0])
     t.match(await holdOf(db, auth), { status: 'VOIDED', remaining: 0 })
     t.same(await balances(db, user), { available: 300_00, ledger: 300_00, pending: 0, debitsPosted: 0, creditsPosted: 300_00 })
   })
@@ -90,14 +91,17 @@ t.test('webhooks through the queue', async (t) => {
     await jitHold(db, user, card, held, 20_00)
     t.equal((await postWebhook(app, { transactions: [clearingTxn(held, 18)] })).statusCode, 200)
     await eventually(async () => (await holdOf(db, held))?.status === 'POSTED')
-    t.equal((await postWebhook(app, { transactions: [authTxn(held, 'pgfs.authorization', 20)] })).statusCode, 200)
+    const heldAuth = authTxn(held, 'pgfs.authorization', 20)
+    t.equal((await postWebhook(app, { transactions: [heldAuth] })).statusCode, 200)
 
     // Marqeta stood in (no JIT hold): the clearing (5.00) comes first, the stand-in authorization after it.
     const standin = uniq('jit')
     t.equal((await postWebhook(app, { transactions: [clearingTxn(standin, 5)] })).statusCode, 200)
     await eventually(async () => effectExists(db, `${standin}:hold`))
-    t.equal((await postWebhook(app, { transactions: [authTxn(standin, 'pgfs.authorization.standin', 5)] })).statusCode, 200)
-    await sleep(1000)
+    const standinAuth = authTxn(standin, 'pgfs.authorization.standin', 5)
+    t.equal((await postWebhook(app, { transactions: [standinAuth] })).statusCode, 200)
+    await processed('transactions', heldAuth)
+    await processed('transactions', standinAuth)
     t.equal(await holdOf(db, standin), undefined, 'no hold after its clearing')
     t.same(await balances(db, user), { available: 77_00, ledger: 77_00, pending: 0, debitsPosted: 23_00, creditsPosted: 100_00 })
   })
@@ -115,8 +119,8 @@ t.test('webhooks through the queue', async (t) => {
       gpa_order: { jit_funding: { token: uniq('jit'), method: 'pgfs.refund', user_token: user, amount: '3.10' } }
     }
     t.equal((await postWebhook(app, { transactions: [declined, refund] })).statusCode, 200)
-    await eventually(async () => (await balances(db, user)).available === 50_00 + 3_10)
-    await sleep(300)
+    await processed('transactions', declined)
+    await processed('transactions', refund)
     t.same(await balances(db, user), { available: 53_10, ledger: 53_10, pending: 0, debitsPosted: 7_25, creditsPosted: 60_35 })
   })
 
@@ -129,8 +133,10 @@ t.test('webhooks through the queue', async (t) => {
 
     t.equal((await postWebhook(app, { cards: [{ card_token: card, state: 'TERMINATED' }], usertransitions: [{ user_token: user, status: 'TERMINATED' }] })).statusCode, 200)
     await eventually(async () => { const s = await state(); return s.state === 'TERMINATED' && s.status === 'CLOSED' })
-    t.equal((await postWebhook(app, { cards: [{ card_token: card, state: 'ACTIVE' }], usertransitions: [{ user_token: user, status: 'ACTIVE' }] })).statusCode, 200)
-    await sleep(1000)
+    const reactivate = { cards: [{ card_token: card, state: 'ACTIVE' }], usertransitions: [{ user_token: user, status: 'ACTIVE' }] }
+    t.equal((await postWebhook(app, reactivate)).statusCode, 200)
+    await processed('cards', reactivate.cards[0])
+    await processed('usertransitions', reactivate.usertransitions[0])
     t.same(await state(), { state: 'TERMINATED', status: 'CLOSED' })
   })
 
@@ -138,18 +144,20 @@ t.test('webhooks through the queue', async (t) => {
     const token = uniq('poison')
     const poison = { type: 'refund', token, state: 'COMPLETION', currency_code: 'USD', gpa_order: { jit_funding: { token: uniq('jit'), method: 'pgfs.refund', user_token: 'nobody', amount: 'twelve' } } }
     t.equal((await postWebhook(app, { transactions: [poison] })).statusCode, 200)
-    // Other apps may have taken it, with their own retry delay (up to 1 s + 2 s + 4 s).
-    const dead = await eventually(() => takeFromDlq('webhooks.process.dlq', (body) => body.token === token), 30_000, 250)
+    await waitSettled(queues.webhooks, webhookMessageId('transactions', poison), 1, 'dead-lettered')
+    const dead = await eventually(() => takeFromDlq(`${queues.webhooks}.dlq`, (body) => body.token === token))
     t.match(String(dead.headers['x-failure-reason']), /jit_funding.amount not a number/)
     t.equal(Number(dead.headers['x-retries']), 4)
     t.equal(dead.headers['x-original-routing-key'], 'webhook.transactions')
+    t.equal(dead.headers['x-original-queue'], queues.webhooks)
+    t.ok(dead.headers['x-first-failed-at'] <= dead.headers['x-dead-lettered-at'], 'when it first failed and when it was dead-lettered')
   })
 
   t.test('handler time of the messages this instance consumed', async (t) => {
-    const values = (await app.telemetry.consumeDuration.get()).values.filter((v) => v.labels.queue === 'webhooks.process')
+    const values = (await app.telemetry.consumeDuration.get()).values.filter((v) => v.labels.queue === queues.webhooks)
     const sum = values.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0
     const count = values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0
-    t.comment(`webhooks.process handler: ${count} messages, mean ${count > 0 ? (sum / count * 1000).toFixed(2) : '-'} ms`)
+    t.comment(`webhooks queue handler: ${count} messages, mean ${count > 0 ? (sum / count * 1000).toFixed(2) : '-'} ms`)
     t.ok(count === 0 || sum / count < 0.05, 'under the 50 ms consume budget on average')
   })
 })
