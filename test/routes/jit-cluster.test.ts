@@ -3,7 +3,7 @@ import http from 'node:http'
 import pg from 'pg'
 import { MongoClient } from 'mongodb'
 import { archiveMessage } from '../../src/archive.js'
-import { TEST_DATABASE_URL, adminHeaders, build, jitHeaders, spawnServer, testConfig, uniq } from '../helper.js'
+import { TEST_DATABASE_URL, adminHeaders, build, eventually, jitHeaders, spawnServer, testConfig, uniq } from '../helper.js'
 import { cardholder, jitRequest } from '../jit-fixtures.js'
 
 const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 2 })
@@ -63,8 +63,13 @@ t.test('WORKERS=2 npm start runs two processes that serve and stop on SIGTERM', 
   for (let i = 0; i < 600 && listening().size < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
   t.match(output(), /starting 2 workers/)
   t.equal(listening().size, 2, 'two worker processes listen on the same port')
-  const res = await fetch(`http://127.0.0.1:${server.port}/ready`)
-  t.equal(res.status, 200, 'the cluster answers')
+  // Ready once both workers' pools and stores answer (a worker that just booted on a loaded machine may still be
+  // connecting); the wait is on the condition, bounded.
+  const status = await eventually(async () => {
+    const res = await fetch(`http://127.0.0.1:${server.port}/ready`)
+    return res.status === 200 ? res.status : undefined
+  }, 15_000, 200).catch(() => 503)
+  t.equal(status, 200, 'the cluster answers')
   server.kill('SIGTERM')
   const code = await server.exited
   t.equal(code, 0, `clean exit (${output().slice(-300)})`)
