@@ -131,6 +131,10 @@ export class TwoLevelCache {
       this.inflight.set(key, promise)
       mine.push({ index, key, ttlS, generation: this.generations.get(key) ?? 0, settle })
     })
+    // Awaited at the end; if this lookup's own fill throws first, the others' failures must not go unhandled (with
+    // PostgreSQL down, that unhandled rejection ended the process).
+    const waited = Promise.all(waits)
+    waited.catch(() => {})
     if (mine.length > 0) {
       try {
         await this.fill(mine, load)
@@ -145,7 +149,7 @@ export class TwoLevelCache {
         for (const f of mine) this.inflight.delete(f.key)
       }
     }
-    await Promise.all(waits)
+    await waited
     return results
   }
 

@@ -162,3 +162,26 @@ t.test('an invalidation that cannot reach Redis does not throw and is reported',
   t.equal(failed, 1)
   t.equal(await cache.get('k', 60, async () => ++loads), 2, 'the local level forgot the key all the same')
 })
+
+t.test('a lookup whose own load fails while it also waits on another failing load leaves no unhandled rejection', async (t) => {
+  const redis = redisClient()
+  await redis.connect()
+  t.teardown(() => redis.quit())
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  const cache = new TwoLevelCache({ redis, localTtlMs: 1000, localMaxEntries: 100, negativeTtlS: 5 })
+  const [shared, own] = [uniq('shared'), uniq('own')]
+  let releaseFirst!: () => void
+  const firstLoading = new Promise<void>((resolve) => { releaseFirst = resolve })
+  // The first lookup fills `shared` and fails only after the second one is waiting on it and has failed itself.
+  const first = cache.getMany([{ key: shared, ttlS: 60 }], async () => { await firstLoading; throw new Error('database down (first)') })
+  const second = cache.getMany([{ key: shared, ttlS: 60 }, { key: own, ttlS: 60 }], async () => { throw new Error('database down (second)') })
+  await t.rejects(second, /second/, 'the second lookup fails with its own load')
+  releaseFirst()
+  await t.rejects(first, /first/)
+  // Node reports an unhandled rejection once the microtask queue has drained: one turn of the event loop.
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(unhandled, [], 'no unhandled rejection (it ended the process while PostgreSQL was down)')
+})

@@ -39,6 +39,17 @@ async function emitRows (db: Queryable, prefix: string, count: number): Promise<
   return rows.map((r) => r.id)
 }
 
+/**
+ * Waits until a marker published after every relay stopped has arrived, then removes it: whatever the relays
+ * published (and had confirmed) before it is in the queue ahead of it, so a duplicate would have arrived too.
+ */
+async function afterEverything (broker: Pick<Broker, 'publish'>, routingKey: string, seen: Array<{ messageId?: string }>): Promise<void> {
+  const marker = `marker-${randomBytes(4).toString('hex')}`
+  await broker.publish(routingKey, { marker }, { messageId: marker })
+  await eventually(async () => seen.some((m) => m.messageId === marker), 5000, 10)
+  seen.splice(seen.findIndex((m) => m.messageId === marker), 1)
+}
+
 const unpublished = async (db: Queryable): Promise<number> =>
   Number((await db.query('SELECT count(*) AS n FROM outbox WHERE published_at IS NULL')).rows[0].n)
 
@@ -50,10 +61,10 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   const down = await build(t, { DATABASE_URL: databaseUrl, RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1', OUTBOX_POLL_MS: '50' })
   const ids = await emitRows(down.db, prefix, 250)
   t.equal(ids.length, 250)
-  await new Promise((resolve) => setTimeout(resolve, 500))
-  t.equal(await unpublished(down.db), 250, 'nothing published, nothing lost')
+  // The relay has run its passes (it samples the backlog it could not publish) and the rows have waited a while.
   await eventually(async () => (await down.telemetry.outboxBacklog.get()).values[0]?.value === 250)
-  t.ok((await down.telemetry.outboxLag.get()).values[0].value > 0.3, 'lag grows')
+  await eventually(async () => (await down.telemetry.outboxLag.get()).values[0]?.value > 0.3)
+  t.equal(await unpublished(down.db), 250, 'nothing published, nothing lost')
   const health = (await down.inject('/health')).json()
   t.equal(health.postgres.outbox_backlog, 250)
 
@@ -74,7 +85,8 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   await up.db.query("SELECT pg_notify('outbox', '')")
   const lateMsg = await eventually(async () => seen.find((m) => m.messageId === late), 5000, 10)
   t.ok(Date.now() - started < 2000, `published on NOTIFY in ${Date.now() - started} ms, not on the 60 s poll`)
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  await relay.stop()
+  await afterEverything(up.broker, `${prefix}.zz`, seen)
 
   const all = [...ids, late]
   const got = seen.map((m) => m.messageId)
@@ -87,7 +99,6 @@ t.test('broker down: the rows wait; an instance with the broker up publishes eve
   t.match(first.body, { i: 1, event_id: ids[0] })
   t.ok(!Number.isNaN(Date.parse(first.body.created_at)), 'created_at')
   t.match(lateMsg.body, { event_id: late })
-  await relay.stop()
   t.same(await relay.sample(), { backlog: 0, lagSeconds: 0 })
   t.equal((await up.telemetry.outboxBacklog.get()).values[0]?.value, 0)
   t.ok((await up.telemetry.publishDuration.get()).values.some((v) => v.metricName?.endsWith('_count') && v.value >= all.length), 'publish latency measured')
@@ -135,7 +146,7 @@ t.test('two relays at once never publish the same row twice, and only confirmed 
   const [pa, pb] = await Promise.all([a.drain(), b.drain()])
   t.equal(pa.published + pb.published, 1000, `both worked (${pa.published} + ${pb.published}), 1000 in all`)
   await eventually(async () => seen.length >= 1000)
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await afterEverything(broker, `${prefix}.zz`, seen)
   t.equal(seen.length, 1000, 'no row published twice')
   t.same(seen.map((m) => m.messageId).sort(), [...more].sort())
 })
