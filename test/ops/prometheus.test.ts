@@ -153,6 +153,16 @@ t.test('every dashboard panel returns data and the alert rules load, name export
   t.equal((await call('POST', '/v1/cards', adminHeaders, { token: card, user_token: user })).status, 201)
   t.equal((await call('POST', `/v1/users/${user}/loads`, { ...adminHeaders, 'idempotency-key': uniq('load') }, { amount: '1000.00', currency_code: 'USD' })).status, 201)
 
+  // The simulator's mixed Marqeta traffic (authorizations, incrementals, clearings, reversals, refunds as webhooks,
+  // loads), reconciled against the ledger when it ends, next to the calls below that every panel needs at least once.
+  let simulatorOutput = ''
+  const simulator = spawn(process.execPath, ['dist/bench/simulate.js', '--url', base, '--users', '10', '--cards', '20',
+    '--rate', '15', '--duration', '18', '--seed', '20261204', '--database-url', databaseUrl.toString()], { stdio: ['ignore', 'pipe', 'pipe'] })
+  simulator.stdout.on('data', (d) => { simulatorOutput += d })
+  simulator.stderr.on('data', (d) => { simulatorOutput += d })
+  const simulatorExit = new Promise<number | null>((resolve) => simulator.once('exit', resolve))
+  t.teardown(() => { if (simulator.exitCode === null) simulator.kill('SIGKILL') })
+
   const statuses: number[] = []
   const trafficUntil = Date.now() + 20_000
   for (let round = 0; Date.now() < trafficUntil; round++) {
@@ -168,6 +178,7 @@ t.test('every dashboard panel returns data and the alert rules load, name export
   }
   t.ok(statuses.includes(200) && statuses.includes(402), 'approvals and declines were answered')
   t.same([...new Set(statuses)].sort(), [200, 402], 'every call succeeded (or declined)')
+  t.equal(await simulatorExit, 0, `the simulator's traffic reconciled with the ledger (${simulatorOutput.trim().split('\n').slice(-3).join(' | ')})`)
 
   // Every panel's query: rates need two scrapes inside their window, hence the wait per query.
   const queries = panelQueries(dashboard.panels)
