@@ -8,11 +8,15 @@
 --   program_context; every versioned decision holds ROW SHARE on it (a fast-path relation lock, no row written).
 --
 -- Why a decision that commits after the change was answered has seen the new version: the change commits before it
--- is answered and holds its locks until then. A money-moving decision locks the cardholder's account row and only
--- then, in a later statement (a fresh READ COMMITTED snapshot), reads the versions. If it took the account lock
--- first, the change waits for it: the decision commits before the change, hence before the answer. Otherwise it
--- waits for the change to commit and its snapshot sees the bump. An account created meanwhile cannot slip between the
--- two: lock_user_account takes FOR SHARE on the users row before creating one, which waits for the bump's row lock.
+-- is answered and holds its locks until then. A money-moving decision first locks, for each user scope it used, a row
+-- that the change of that scope locks too: the cardholder's account row for jit_funding.user_token, the users row
+-- (FOR SHARE, which the bump's UPDATE conflicts with) for another user (the owner of a card used through
+-- acting_user_token); only then, in a later statement (a fresh READ COMMITTED snapshot), it reads the versions. Per
+-- scope: if the decision took the lock first, the change waits for it: the decision commits before the change, hence
+-- before the answer. Otherwise it waits for the change to commit and its snapshot sees the bump. An account created
+-- meanwhile cannot slip between the two: lock_user_account takes FOR SHARE on the users row before creating one,
+-- which waits for the bump's row lock. Changes and decisions lock in one order (program_context, users rows by token,
+-- accounts), so they never wait on each other in a cycle.
 -- The program version works the same with the relation lock, taken first in the decision's transaction so that a
 -- waiting change never sits between a batch's account locks. A decline moves no money and takes no lock: it reads the
 -- versions in a snapshot taken after its request arrived, so a request made after the answer sees the change.
@@ -31,8 +35,9 @@ INSERT INTO program_context (version) VALUES (1);
 -- The bump, as a trigger so that no writer of a state, card or control (admin API, webhooks, scripts) can forget it.
 CREATE FUNCTION context_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  v_row record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-  v_user text;
+  v_row record;
+  v_scope text;
+  v_scopes text[] := '{}';
 BEGIN
   IF TG_TABLE_NAME = 'users' THEN
     -- BEFORE UPDATE OF status: the row is locked by this update already; then the accounts.
@@ -40,19 +45,28 @@ BEGIN
     NEW.context_version := nextval('context_version_seq');
     RETURN NEW;
   END IF;
-  IF TG_TABLE_NAME = 'cards' THEN
-    v_user := v_row.user_token;
-  ELSIF v_row.user_token IS NOT NULL THEN
-    v_user := v_row.user_token;
-  ELSIF v_row.card_token IS NOT NULL THEN
-    SELECT c.user_token INTO v_user FROM cards c WHERE c.token = v_row.card_token;
-  ELSE
+  -- An update can move a row between scopes (a control from a user to the program): both the old and the new change.
+  FOR i IN 1..2 LOOP
+    CONTINUE WHEN (i = 1 AND TG_OP = 'INSERT') OR (i = 2 AND TG_OP = 'DELETE');
+    IF i = 1 THEN v_row := OLD; ELSE v_row := NEW; END IF;
+    IF TG_TABLE_NAME = 'cards' OR v_row.user_token IS NOT NULL THEN
+      v_scope := v_row.user_token;
+    ELSIF v_row.card_token IS NOT NULL THEN
+      SELECT c.user_token INTO v_scope FROM cards c WHERE c.token = v_row.card_token;
+    ELSE
+      v_scope := '';
+    END IF;
+    IF v_scope IS NOT NULL AND NOT v_scope = ANY (v_scopes) THEN v_scopes := v_scopes || v_scope; END IF;
+  END LOOP;
+  -- The program first, then users in token order: the order a decision takes its locks in.
+  IF '' = ANY (v_scopes) THEN
     LOCK TABLE program_context IN EXCLUSIVE MODE;
     UPDATE program_context SET version = nextval('context_version_seq');
-    RETURN NULL;
   END IF;
-  UPDATE users SET context_version = nextval('context_version_seq') WHERE token = v_user;
-  PERFORM 1 FROM accounts WHERE user_token = v_user ORDER BY id FOR UPDATE;
+  FOR v_scope IN SELECT s FROM unnest(v_scopes) s WHERE s <> '' ORDER BY s LOOP
+    UPDATE users SET context_version = nextval('context_version_seq') WHERE token = v_scope;
+    PERFORM 1 FROM accounts WHERE user_token = v_scope ORDER BY id FOR UPDATE;
+  END LOOP;
   RETURN NULL;
 END $$;
 
@@ -118,7 +132,12 @@ BEGIN
     -- Before any account lock (see the top of this file).
     LOCK TABLE program_context IN ROW SHARE MODE;
     IF v_mode = 'decide' AND v_reason IS NULL AND e->>'kind' IN ('hold', 'debit') THEN
-      -- A money-moving decision reads the versions under the cardholder's account lock (ledger_apply takes it again).
+      -- A money-moving decision reads the versions under locks that a change of any of its scopes conflicts with:
+      -- another user's (the owner of a card used by an acting user) through that user's row, taken before the
+      -- account as a change takes them; its own through its account row (ledger_apply takes it again).
+      PERFORM 1 FROM users u
+       WHERE u.token IN (SELECT k FROM jsonb_object_keys(p->'versions') k WHERE k NOT IN ('', e->>'user_token'))
+       ORDER BY u.token FOR SHARE;
       SELECT acc.id, available_minor(acc) INTO v_account, v_available
         FROM accounts acc WHERE acc.user_token = e->>'user_token' AND acc.currency_code = e->>'currency_code' FOR UPDATE;
       v_locked := true;

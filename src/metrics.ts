@@ -8,14 +8,14 @@ export const jitStages = ['parse', 'auth', 'context', 'rules', 'ledger', 'respon
 export type JitStage = typeof jitStages[number]
 
 // Label values come from request bodies: each one is a time series, so only known values pass, anything else is `other`.
-const reasonLabels: ReadonlySet<string> = new Set<string>([...declineReasons, 'DEADLINE', ''])
+const reasonLabels: ReadonlySet<string> = new Set<string>([...declineReasons, 'DEADLINE', 'STALE_CONTEXT', ''])
 
 /** The `method` label: a method of Marqeta's table (src/marqeta.ts), else `other`. */
 export function methodLabel (method: string): string {
   return knownMethods.has(method) ? method : 'other'
 }
 
-/** The `reason` label: a Marqeta decline reason or one of ours (DEADLINE), `''` for none, else `other`. */
+/** The `reason` label: a Marqeta decline reason or one of ours (DEADLINE, STALE_CONTEXT), `''` for none, else `other`. */
 export function reasonLabel (reason: string | undefined): string {
   const value = reason ?? ''
   return reasonLabels.has(value) ? value : 'other'

@@ -32,12 +32,8 @@ t.test('a card suspended through the admin API is declined on the very next requ
   const onA = await authorize(a, user, card)
   t.equal(onA.statusCode, 402)
   t.equal(onA.json().jit_funding.decline_reason, 'CARD_NOT_ACTIVE')
-  // b learns through Redis pub/sub; give the message a moment to cross.
-  let onB = await authorize(b, user, card)
-  for (let i = 0; i < 20 && onB.statusCode === 200; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 25))
-    onB = await authorize(b, user, card)
-  }
+  // b may not have had the invalidation yet: the version check declines its first request after the answer all the same.
+  const onB = await authorize(b, user, card)
   t.equal(onB.statusCode, 402)
   t.equal(onB.json().jit_funding.decline_reason, 'CARD_NOT_ACTIVE')
 })

@@ -37,6 +37,7 @@ t.test('label values are bounded to the method table and the decline enum', asyn
   t.equal(methodLabel('x'.repeat(500)), 'other')
   t.equal(reasonLabel('INSUFFICIENT_FUNDS'), 'INSUFFICIENT_FUNDS')
   t.equal(reasonLabel('DEADLINE'), 'DEADLINE')
+  t.equal(reasonLabel('STALE_CONTEXT'), 'STALE_CONTEXT')
   t.equal(reasonLabel(undefined), '')
   t.equal(reasonLabel('made up by someone'), 'other')
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import pg from 'pg'
-import { callJitDecide, decideJit, type DecisionDeps } from '../../../src/jit/decide.js'
+import { callJitDecide, decideJit, STALE_CONTEXT, type DecisionDeps } from '../../../src/jit/decide.js'
 import { JitBatcher, type LedgerCall } from '../../../src/jit/batcher.js'
 import { PgContextSource } from '../../../src/jit/context.js'
 import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
@@ -11,11 +11,26 @@ import { account, cardholder, holdCount, jitRequest, type Cardholder } from '../
 const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 6 })
 t.teardown(() => pool.end())
 
-/** A batcher whose one-by-one path is the real jit_decide call, counted. */
-function batcher (o: { maxBatch?: number, maxInFlight?: number } = {}): { batcher: JitBatcher, singles: () => number } {
+/**
+ * A batcher whose one-by-one path is the real jit_decide call, counted: `singles` are the decisions sent alone, not
+ * counting the retry of a decision answered stale (another test file creating a program-wide control meanwhile makes
+ * any decision stale, and it is decided again with the same token).
+ */
+function batcher (o: { maxBatch?: number, maxInFlight?: number } = {}): { batcher: { decide: LedgerCall }, singles: () => number } {
   let singles = 0
-  const single: LedgerCall = async (call, deadlineAt) => { singles++; return await callJitDecide(pool, call, deadlineAt) }
-  return { batcher: new JitBatcher(pool, single, { maxBatch: o.maxBatch ?? 10, maxInFlight: o.maxInFlight ?? 1, lockTimeoutMs: 50 }), singles: () => singles }
+  const staleTokens = new Set<string>()
+  const tokenOf = (call: Record<string, unknown>): string => (call.echo as { token: string }).token
+  const single: LedgerCall = async (call, deadlineAt) => {
+    if (!staleTokens.has(tokenOf(call))) singles++
+    return await callJitDecide(pool, call, deadlineAt)
+  }
+  const b = new JitBatcher(pool, single, { maxBatch: o.maxBatch ?? 10, maxInFlight: o.maxInFlight ?? 1, lockTimeoutMs: 50 })
+  const decide: LedgerCall = async (call, deadlineAt) => {
+    const row = await b.decide(call, deadlineAt)
+    if (row?.status_code === STALE_CONTEXT) staleTokens.add(tokenOf(call))
+    return row
+  }
+  return { batcher: { decide }, singles: () => singles }
 }
 
 async function decide (ledger: LedgerCall, ch: Cardholder, amount: string, o: { token?: string, deadlineMs?: number } = {}) {
