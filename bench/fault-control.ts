@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync, readFileSync, existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { request, sleep } from './fault-traffic.js'
 
 /**
@@ -61,17 +60,6 @@ export class StoreControl {
     }
     return ok
   }
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
-    })
-  })
 }
 
 /** `node dist/src/server.js` in its own process group, its output appended to one log file across restarts. */

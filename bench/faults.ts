@@ -36,7 +36,8 @@ import { redactUrl } from '../src/config.js'
 import { auditSnapshot } from '../src/audit.js'
 import { decimalText, toMinor } from './messages.js'
 import { textTable } from './stats.js'
-import { ServiceProcess, StoreControl, freePort, sh, type Store } from './fault-control.js'
+import { ServiceProcess, StoreControl, sh, type Store } from './fault-control.js'
+import { freePort } from './free-port.js'
 import {
   TrackedTraffic, checkArchive, checkWebhooks, credentialsFromEnv, replayAnswers, sleep,
   type AcceptedWebhook, type AnsweredJit, type CheckResult

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { TransactionSchema, declineReasons, jitFundingOf } from '../src/marqeta.js'
 import { decideJit } from '../src/jit/decide.js'
 import { gatewayBatcher } from '../src/jit/batcher.js'
-import { errorResponse, rejectDeepBody } from './admin/schemas.js'
+import { errorResponse, rejectDeepBody } from './schemas.js'
 import { methodLabel, type JitStage } from '../src/metrics.js'
 
 const JitResponseFields = Type.Object({

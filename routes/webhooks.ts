@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { verifySignature } from '../src/webhooks/signature.js'
 import { queueWebhookItems, webhookItems } from '../src/webhooks/queue.js'
 import { HttpError } from '../src/admin/errors.js'
-import { errorResponse } from './admin/schemas.js'
+import { errorResponse } from './schemas.js'
 import { jsonDeeperThan, tooDeepMessage } from '../src/json-depth.js'
 
 const WEBHOOK_BODY_LIMIT = 256 * 1024

@@ -85,8 +85,10 @@ export class BrokerUnavailableError extends Error {
 
 /**
  * A RabbitMQ connection that reconnects with backoff, re-asserts the topology and re-subscribes consumers after
- * every reconnect. Publishing fails fast while disconnected, so callers can answer 503 or leave outbox rows waiting.
- * Emits 'settled' (a Settlement) for every delivery a consumer finished with, 'paused' and 'resumed' per queue.
+ * every reconnect, and a consumer whose channel alone was closed (e.g. by a channel error) on the same connection.
+ * Publishing fails fast while disconnected, so callers can answer 503 or leave outbox rows waiting.
+ * Emits 'settled' (a Settlement) for every delivery a consumer finished with, 'paused' and 'resumed' per queue; a
+ * listener that throws is logged and never affects an ack, a retry or the connection.
  */
 export class Broker extends EventEmitter {
   private connection?: ChannelModel
@@ -94,6 +96,11 @@ export class Broker extends EventEmitter {
   private readonly consumers = new Map<string, { handler: Handler, probes: Probes }>()
   private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag?: string }>()
   private readonly paused = new Map<string, { timer?: NodeJS.Timeout }>()
+  /**
+   * Queues whose consumer channel was closed on a connection that stays up, to subscribe again; the backoff grows for
+   * as long as the connection lives, so a channel the broker keeps closing is not reopened in a loop.
+   */
+  private readonly resubscribing = new Map<string, { timer?: NodeJS.Timeout, attempt: number }>()
   private closing = false
   private attempt = 0
   private timer?: NodeJS.Timeout
@@ -146,7 +153,7 @@ export class Broker extends EventEmitter {
       this.attempt = 0
       for (const queue of this.consumers.keys()) await this.subscribe(queue)
       this.opts.log.info('rabbitmq connected')
-      this.emit('connected')
+      this.notify('connected')
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'rabbitmq unreachable; retrying in the background')
       // A connection opened before the failure (channel or topology refused) is closed, not left open on the server;
@@ -161,10 +168,11 @@ export class Broker extends EventEmitter {
     this.channel = undefined
     this.connection = undefined
     this.subscriptions.clear()
+    this.clearResubscribing()
     if (this.closing) return
     if (wasConnected) {
       this.opts.log.warn('rabbitmq connection lost; reconnecting')
-      this.emit('disconnected')
+      this.notify('disconnected')
     }
     this.scheduleReconnect()
   }
@@ -235,9 +243,46 @@ export class Broker extends EventEmitter {
     if (connection === undefined) return
     const channel = await connection.createConfirmChannel()
     channel.on('error', (err) => this.opts.log.warn({ err, queue }, 'rabbitmq consumer channel error'))
+    // A connection closes its channels before it reports its own close: decide once that has run.
+    channel.on('close', () => setImmediate(() => this.onConsumerChannelClose(queue, channel, connection)))
     await channel.prefetch(this.opts.prefetch)
     this.subscriptions.set(queue, { channel })
     if (!this.paused.has(queue)) await this.startConsuming(queue)
+  }
+
+  /**
+   * A consumer channel closed while its connection stays up (the broker closes a channel on a channel error, such as
+   * an unknown delivery tag): nothing else would consume the queue again, so it is subscribed again with backoff. A
+   * channel closed with its connection is left to the reconnect, one closed by cancel() or close() to nobody.
+   */
+  private onConsumerChannelClose (queue: string, channel: ConfirmChannel, connection: ChannelModel): void {
+    if (this.closing || this.connection !== connection || this.subscriptions.get(queue)?.channel !== channel) return
+    this.subscriptions.delete(queue)
+    this.opts.log.warn({ queue }, 'rabbitmq consumer channel closed; subscribing again')
+    this.resubscribeLater(queue, connection)
+  }
+
+  private resubscribeLater (queue: string, connection: ChannelModel): void {
+    const state = this.resubscribing.get(queue) ?? { attempt: 0 }
+    this.resubscribing.set(queue, state)
+    clearTimeout(state.timer)
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      if (this.closing || this.connection !== connection || !this.consumers.has(queue) || this.subscriptions.has(queue)) return
+      this.subscribe(queue).catch((err) => {
+        this.opts.log.warn({ err: (err as Error).message, queue }, 'subscribing again failed; retrying')
+        this.resubscribeLater(queue, connection)
+      })
+    }, Math.min(this.opts.maxBackoffMs, 100 * 2 ** state.attempt++))
+    state.timer.unref()
+  }
+
+  private clearResubscribing (queue?: string): void {
+    for (const [name, state] of this.resubscribing) {
+      if (queue !== undefined && name !== queue) continue
+      clearTimeout(state.timer)
+      this.resubscribing.delete(name)
+    }
   }
 
   private async startConsuming (queue: string): Promise<void> {
@@ -262,6 +307,7 @@ export class Broker extends EventEmitter {
    */
   async cancel (queue: string): Promise<void> {
     this.consumers.delete(queue)
+    this.clearResubscribing(queue)
     clearTimeout(this.paused.get(queue)?.timer)
     this.paused.delete(queue)
     await this.stopConsuming(queue)
@@ -274,7 +320,7 @@ export class Broker extends EventEmitter {
     const state: { timer?: NodeJS.Timeout } = {}
     this.paused.set(queue, state)
     this.opts.log.warn({ queue, cause: failure.cause, reason: failure.reason }, 'store unavailable: consumption paused until it answers')
-    this.emit('paused', { queue, cause: failure.cause })
+    this.notify('paused', { queue, cause: failure.cause })
     void this.stopConsuming(queue)
     let attempt = 0
     const schedule = (): void => {
@@ -291,7 +337,7 @@ export class Broker extends EventEmitter {
     if (this.paused.get(queue) !== state || this.closing) return
     this.paused.delete(queue)
     this.opts.log.info({ queue }, 'store answers again: consumption resumed')
-    this.emit('resumed', { queue })
+    this.notify('resumed', { queue })
     void this.startConsuming(queue).catch((err) => this.opts.log.warn({ err: (err as Error).message, queue }, 'resuming consumption failed'))
   }
 
@@ -306,56 +352,73 @@ export class Broker extends EventEmitter {
       channel.nack(msg, false, true)
       return
     }
+    let failure: Failure | undefined
     try {
       await consumer.handler({ content: msg.content, routingKey, messageId, headers, retries })
-      channel.ack(msg)
-      this.emit('settled', { queue, messageId, routingKey, outcome: 'acked' } satisfies Settlement)
-      return
     } catch (err) {
-      const failure = this.opts.classify(err)
-      const transientRetries = Number(headers['x-transient-retries'] ?? 0)
-      const dead = !failure.transient && retries >= MAX_RETRIES
-      const now = new Date().toISOString()
-      const options: Options.Publish = {
-        ...msg.properties,
-        persistent: true,
-        headers: {
-          ...headers,
-          'x-retries': failure.transient ? retries : retries + 1,
-          'x-transient-retries': failure.transient ? transientRetries + 1 : transientRetries,
-          'x-failure-reason': failure.reason.slice(0, 500),
-          'x-failure-cause': failure.cause,
-          'x-original-routing-key': routingKey,
-          'x-original-queue': queue,
-          'x-first-failed-at': headers['x-first-failed-at'] ?? now,
-          ...(dead ? { 'x-dead-lettered-at': now } : {})
-        }
-      }
-      if (dead) {
-        delete options.expiration
-      } else {
-        const delay = failure.transient
-          ? Math.min(this.opts.maxRetryDelayMs, this.opts.retryDelayMs * 2 ** transientRetries)
-          : this.opts.retryDelayMs * 2 ** retries
-        options.expiration = String(delay)
-      }
-      const target = dead ? `${queue}.dlq` : `${queue}.retry`
+      failure = this.opts.classify(err)
+    }
+    if (failure === undefined) {
       try {
-        channel.sendToQueue(target, msg.content, options)
-        await channel.waitForConfirms()
         channel.ack(msg)
       } catch {
         // The channel is gone: the unacked message returns to the queue by itself.
         return
       }
-      this.emit('settled', { queue, messageId, routingKey, outcome: dead ? 'dead-lettered' : 'retried', failure } satisfies Settlement)
-      const probe = failure.transient ? consumer.probes[failure.cause] : undefined
-      if (probe !== undefined) {
-        this.pause(queue, failure, probe)
-      } else if (!failure.transient || transientRetries === 0) {
-        // A store outage is logged once by pause(); a message's own failures once per try (at most MAX_RETRIES + 1).
-        this.opts.log.warn({ queue, retries, cause: failure.cause, reason: failure.reason, target, messageId }, dead ? 'message dead-lettered' : 'message handling failed; retrying')
+      this.notify('settled', { queue, messageId, routingKey, outcome: 'acked' } satisfies Settlement)
+      return
+    }
+    const transientRetries = Number(headers['x-transient-retries'] ?? 0)
+    const dead = !failure.transient && retries >= MAX_RETRIES
+    const now = new Date().toISOString()
+    const options: Options.Publish = {
+      ...msg.properties,
+      persistent: true,
+      headers: {
+        ...headers,
+        'x-retries': failure.transient ? retries : retries + 1,
+        'x-transient-retries': failure.transient ? transientRetries + 1 : transientRetries,
+        'x-failure-reason': failure.reason.slice(0, 500),
+        'x-failure-cause': failure.cause,
+        'x-original-routing-key': routingKey,
+        'x-original-queue': queue,
+        'x-first-failed-at': headers['x-first-failed-at'] ?? now,
+        ...(dead ? { 'x-dead-lettered-at': now } : {})
       }
+    }
+    if (dead) {
+      delete options.expiration
+    } else {
+      const delay = failure.transient
+        ? Math.min(this.opts.maxRetryDelayMs, this.opts.retryDelayMs * 2 ** transientRetries)
+        : this.opts.retryDelayMs * 2 ** retries
+      options.expiration = String(delay)
+    }
+    const target = dead ? `${queue}.dlq` : `${queue}.retry`
+    try {
+      channel.sendToQueue(target, msg.content, options)
+      await channel.waitForConfirms()
+      channel.ack(msg)
+    } catch {
+      // The channel is gone: the unacked message returns to the queue by itself.
+      return
+    }
+    this.notify('settled', { queue, messageId, routingKey, outcome: dead ? 'dead-lettered' : 'retried', failure } satisfies Settlement)
+    const probe = failure.transient ? consumer.probes[failure.cause] : undefined
+    if (probe !== undefined) {
+      this.pause(queue, failure, probe)
+    } else if (!failure.transient || transientRetries === 0) {
+      // A store outage is logged once by pause(); a message's own failures once per try (at most MAX_RETRIES + 1).
+      this.opts.log.warn({ queue, retries, cause: failure.cause, reason: failure.reason, target, messageId }, dead ? 'message dead-lettered' : 'message handling failed; retrying')
+    }
+  }
+
+  /** Emits to listeners that must not change what the broker does: a listener's error is logged, not thrown. */
+  private notify (event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args)
+    } catch (err) {
+      this.opts.log.error({ err, event }, 'a broker event listener threw')
     }
   }
 
@@ -378,6 +441,7 @@ export class Broker extends EventEmitter {
     this.closing = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     for (const state of this.paused.values()) clearTimeout(state.timer)
+    this.clearResubscribing()
     const connection = this.connection
     this.channel = undefined
     this.connection = undefined

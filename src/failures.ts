@@ -18,9 +18,13 @@ export class RetryLaterError extends Error {
   constructor (message: string, readonly failureCause: Exclude<FailureCause, 'permanent'> = 'timeout') { super(message) }
 }
 
-// SQLSTATEs of failures that pass: contention, and a server that is starting, stopping or full.
+// SQLSTATEs of failures that pass: contention, and a server that is starting, stopping, full or failing over.
 const pgLock = new Set(['55P03', '40001', '40P01'])
-const pgUnavailable = new Set(['53300', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
+// 25006: a read-only transaction, i.e. a connection to a primary that was demoted; 40003: the server may have completed
+// the statement or not (the handlers are idempotent, so running it again is safe).
+const pgUnavailable = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '25006', '40003'])
+// Whole classes: 53 insufficient resources (disk full, out of memory, too many connections), 58 system error (I/O).
+const pgUnavailableClasses = new Set(['53', '58'])
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN'])
 // node-postgres reports a lost or unobtainable connection by message only.
 const pgConnectionMessage = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection is not queryable|Connection ended/i
@@ -54,7 +58,7 @@ export function classifyFailure (err: unknown): Failure {
   if (typeof code === 'string') {
     if (pgLock.has(code)) return transient('lock')
     if (code === '57014') return transient('timeout')
-    if (pgUnavailable.has(code) || networkCodes.has(code)) return transient('postgres')
+    if (pgUnavailable.has(code) || pgUnavailableClasses.has(code.slice(0, 2)) || networkCodes.has(code)) return transient('postgres')
   }
   if (pgConnectionMessage.test(reason)) return transient('postgres')
   return { transient: false, cause: 'permanent', reason }

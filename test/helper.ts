@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { developmentSecrets, loadConfig, type Config } from '../src/config.js'
+
+export { freePort } from '../bench/free-port.js'
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -46,6 +49,84 @@ export async function eventually<T> (check: () => Promise<T | undefined | null |
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
     await new Promise((resolve) => setTimeout(resolve, everyMs))
   }
+}
+
+/** Runs `n` tasks with at most `width` in flight at once, and returns their results in order. */
+export async function inWaves<T> (n: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array(n)
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
+    while (next < n) {
+      const i = next++
+      results[i] = await task(i)
+    }
+  }))
+  return results
+}
+
+export interface TcpProxy {
+  port: number
+  /** Refuses new connections and drops the open ones: the store looks down. */
+  cut: () => Promise<void>
+  /** Keeps listening but resets the open connections and every new one: the store's host went away. */
+  reset: () => void
+  /** Connections reset on arrival since the last reset(). */
+  resetAttempts: () => number
+  /** Lets connections through again after cut() or reset(). */
+  restore: () => Promise<void>
+  /** Keeps the open connections but passes no more bytes: the store hangs. */
+  freeze: () => void
+  close: () => Promise<void>
+}
+
+/** A TCP proxy to `targetPort` that a test can cut and restore (its own fault: the shared service keeps running). */
+export async function tcpProxy (t: Teardown, targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+  const sockets = new Set<Socket>()
+  let resetting = false
+  let attempts = 0
+  const server = createServer((client) => {
+    if (resetting) {
+      attempts++
+      client.resetAndDestroy()
+      return
+    }
+    const upstream = connect(targetPort, targetHost)
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('error', () => {})
+      s.on('close', () => { sockets.delete(s); client.destroy(); upstream.destroy() })
+    }
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  server.on('error', () => {})
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  const cut = async (): Promise<void> => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    for (const s of sockets) s.destroy()
+    await closed
+  }
+  const reset = (): void => {
+    resetting = true
+    attempts = 0
+    for (const s of sockets) s.resetAndDestroy()
+  }
+  const restore = async (): Promise<void> => {
+    resetting = false
+    if (server.listening) return
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve() })
+    })
+  }
+  const freeze = (): void => { for (const s of sockets) s.pause() }
+  const close = async (): Promise<void> => {
+    if (server.listening) await cut()
+    for (const s of sockets) s.destroy()
+  }
+  t.teardown(close)
+  return { port, cut, reset, resetAttempts: () => attempts, restore, freeze, close }
 }
 
 export interface SpawnedServer {

@@ -5,7 +5,7 @@ import loads from './loads.js'
 import controls from './controls.js'
 import transactions from './transactions.js'
 import jitStats from './jit-stats.js'
-import { rejectDeepBody } from './schemas.js'
+import { rejectDeepBody } from '../schemas.js'
 
 /** The admin API of DESIGN §6, registered under /v1; every route in this context needs the admin bearer token. */
 const adminRoutes: FastifyPluginAsync = async (app) => {

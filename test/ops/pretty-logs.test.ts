@@ -1,18 +1,9 @@
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
 import { developmentSecrets } from '../../src/config.js'
-import { eventually, TEST_DATABASE_URL } from '../helper.js'
+import { eventually, freePort, TEST_DATABASE_URL } from '../helper.js'
 
 // The built server (`npm test` builds first), run under a pseudo-terminal by util-linux's `script`, or with piped stdout.
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** Every process under `pid` (children first found through pgrep), deepest last. */
 function descendants (pid: number): number[] {

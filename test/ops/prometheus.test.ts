@@ -1,14 +1,13 @@
 import t from 'tap'
 import { execSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import type { Topology } from '../../src/broker.js'
-import { adminHeaders, eventually, jitHeaders, testConfig, TEST_DATABASE_URL, uniq, webhookHeaders } from '../helper.js'
+import { adminHeaders, eventually, freePort, jitHeaders, testConfig, TEST_DATABASE_URL, uniq, webhookHeaders } from '../helper.js'
 import { jitRequest } from '../jit-fixtures.js'
 import { deleteTopology } from '../src/consumer-helpers.js'
 
@@ -22,14 +21,6 @@ const PROMETHEUS = '/usr/bin/prometheus'
 const root = new URL('../../', import.meta.url)
 const alertsPath = new URL('ops/prometheus/alerts.yml', root).pathname
 const dashboard = JSON.parse(readFileSync(new URL('ops/grafana/dashboards/jit-gateway.json', root), 'utf8'))
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 interface Panel { title?: string, panels?: Panel[], targets?: Array<{ expr?: string, refId?: string }> }
 

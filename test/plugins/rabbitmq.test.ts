@@ -1,5 +1,5 @@
 import t from 'tap'
-import amqp from 'amqplib'
+import amqp, { type ConfirmChannel, type ConsumeMessage } from 'amqplib'
 import { build, eventually, uniq } from '../helper.js'
 import { buildConnected } from '../src/webhooks-helpers.js'
 import { Broker, MAX_RETRIES, RetryLaterError, type Delivery, type Probes, type Settlement } from '../../src/broker.js'
@@ -109,6 +109,38 @@ t.test('while a store is unreachable the queue pauses, probes at growing interva
   await eventually(async () => acked('paused-a') && acked('paused-b'))
   t.notOk(broker.pausedQueues.includes(name), 'resumed')
   t.equal(dead.length, 0, 'nothing dead-lettered')
+  await cancel()
+})
+
+t.test('a settled listener that throws neither retries the message nor breaks the consumer', async (t) => {
+  const received: string[] = []
+  const { broker, prefix, acked, settled, cancel } = await workQueue(t, 20, async (delivery) => { received.push(delivery.messageId!) })
+  const listener = (): void => { throw new Error('listener bug') }
+  broker.on('settled', listener)
+  t.teardown(() => broker.off('settled', listener))
+  await broker.publish(`${prefix}.a`, { n: 1 }, { messageId: 'listener-a' })
+  await eventually(async () => acked('listener-a'))
+  // The consumer channel survived (a second ack of the first message would have closed it): the next one is consumed.
+  await broker.publish(`${prefix}.b`, { n: 2 }, { messageId: 'listener-b' })
+  await eventually(async () => acked('listener-b'))
+  t.same(received, ['listener-a', 'listener-b'], 'each handled once')
+  t.same(settled.map((s) => s.outcome), ['acked', 'acked'], 'nothing retried')
+  await cancel()
+})
+
+t.test('a consumer channel closed by the broker is subscribed again and the next message is consumed', async (t) => {
+  const { broker, name, prefix, acked, cancel } = await workQueue(t, 20, async () => {})
+  const subscriptions = (broker as unknown as { subscriptions: Map<string, { channel: ConfirmChannel }> }).subscriptions
+  const first = subscriptions.get(name)!.channel
+  const closed = new Promise((resolve) => first.once('close', resolve))
+  // Acking a delivery tag the channel never had is a channel error: RabbitMQ closes the channel, not the connection.
+  first.ack({ fields: { deliveryTag: 999_999 } } as ConsumeMessage)
+  await closed
+  await eventually(async () => subscriptions.get(name) !== undefined && subscriptions.get(name)!.channel !== first)
+  t.ok(broker.connected, 'the connection stayed up')
+  await broker.publish(`${prefix}.after`, { n: 1 }, { messageId: 'after-close' })
+  await eventually(async () => acked('after-close'))
+  t.pass('consumed on the new channel')
   await cancel()
 })
 

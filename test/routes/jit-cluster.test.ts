@@ -3,24 +3,11 @@ import http from 'node:http'
 import pg from 'pg'
 import { MongoClient } from 'mongodb'
 import { archiveMessage } from '../../src/archive.js'
-import { TEST_DATABASE_URL, adminHeaders, build, eventually, jitHeaders, spawnServer, testConfig, uniq } from '../helper.js'
+import { TEST_DATABASE_URL, adminHeaders, build, eventually, inWaves, jitHeaders, spawnServer, testConfig, uniq } from '../helper.js'
 import { cardholder, jitRequest } from '../jit-fixtures.js'
 
 const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 2 })
 t.teardown(() => pool.end())
-
-/** Runs `n` tasks with at most `width` in flight at once, and returns their results in order. */
-async function inWaves<T> (n: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
-    while (next < n) {
-      const i = next++
-      results[i] = await task(i)
-    }
-  }))
-  return results
-}
 
 t.test('two instances on one database: no overdraft and no double effect across them', async (t) => {
   // The deadline is made irrelevant, not tolerated: its maximum, and at most 10 requests queue on the account's row

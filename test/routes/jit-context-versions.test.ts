@@ -1,31 +1,7 @@
 import t, { type Test } from 'tap'
-import net from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { adminHeaders, build, eventually, jitHeaders, uniq } from '../helper.js'
-
-/** A TCP proxy in front of the shared Redis that the test can cut (every connection dropped, new ones refused). */
-async function redisProxy (t: Test): Promise<{ url: string, cut: () => Promise<void>, restore: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>()
-  let server: net.Server | undefined
-  let port = 0
-  const listen = async (): Promise<void> => {
-    server = net.createServer((client) => {
-      const upstream = net.connect(6379, '127.0.0.1')
-      for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}) }
-      client.pipe(upstream).pipe(client)
-    })
-    await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve))
-    port = (server.address() as net.AddressInfo).port
-  }
-  const cut = async (): Promise<void> => {
-    const closed = new Promise<void>((resolve) => server!.close(() => resolve()))
-    for (const s of sockets) s.destroy()
-    await closed
-  }
-  await listen()
-  t.teardown(async () => { if (server?.listening === true) await cut() })
-  return { url: `redis://127.0.0.1:${port}`, cut, restore: listen }
-}
+import type { Queryable } from '../../src/db.js'
+import { adminHeaders, build, eventually, jitHeaders, tcpProxy, uniq, type TcpProxy } from '../helper.js'
 
 async function seedCardholder (app: FastifyInstance): Promise<{ user: string, card: string }> {
   const user = uniq('ver-u')
@@ -57,15 +33,17 @@ const counter = async (app: FastifyInstance, name: string): Promise<number> => {
 }
 
 /** Two instances with long-lived local entries, both reaching Redis through one proxy; each has decided once. */
-async function twoWarmInstances (t: Test): Promise<{ a: FastifyInstance, b: FastifyInstance, user: string, card: string, proxy: Awaited<ReturnType<typeof redisProxy>> }> {
-  const proxy = await redisProxy(t)
-  const overrides = { REDIS_URL: proxy.url, CACHE_LOCAL_TTL_MS: '600000' }
+async function twoWarmInstances (t: Test): Promise<{ a: FastifyInstance, b: FastifyInstance, user: string, card: string, proxy: TcpProxy, redisUrl: string }> {
+  // Both reach the shared Redis through one proxy the test can cut (every connection dropped, new ones refused).
+  const proxy = await tcpProxy(t, 6379)
+  const redisUrl = `redis://127.0.0.1:${proxy.port}`
+  const overrides = { REDIS_URL: redisUrl, CACHE_LOCAL_TTL_MS: '600000' }
   const a = await build(t, overrides)
   const b = await build(t, overrides)
   const { user, card } = await seedCardholder(a)
   t.equal((await authorize(a, user, card)).statusCode, 200, 'warms instance a')
   t.equal((await authorize(b, user, card)).statusCode, 200, 'warms instance b')
-  return { a, b, user, card, proxy }
+  return { a, b, user, card, proxy, redisUrl }
 }
 
 t.test('a card suspended while Redis is unreachable: the admin call answers, the other instance declines', async (t) => {
@@ -110,7 +88,7 @@ t.test('a program-wide auth control created while Redis is unreachable applies a
 })
 
 t.test('a card reactivated while Redis is unreachable approves on the next request where SUSPENDED was cached', async (t) => {
-  const { a, b, user, card, proxy } = await twoWarmInstances(t)
+  const { a, b, user, card, proxy, redisUrl } = await twoWarmInstances(t)
   t.equal((await a.inject({ method: 'PATCH', url: `/v1/cards/${card}`, headers: adminHeaders, payload: { state: 'SUSPENDED' } })).statusCode, 200)
   // b learns of the suspension (pub/sub, or the version check) and caches SUSPENDED.
   t.equal((await authorize(b, user, card)).json().jit_funding.decline_reason, 'CARD_NOT_ACTIVE')
@@ -126,12 +104,38 @@ t.test('a card reactivated while Redis is unreachable approves on the next reque
   await proxy.cut()
   t.equal((await a.inject({ method: 'PATCH', url: `/v1/cards/${card}`, headers: adminHeaders, payload: { state: 'ACTIVE' } })).statusCode, 200)
   await reconnect(proxy, [a, b])
-  const c = await build(t, { REDIS_URL: proxy.url })
+  const c = await build(t, { REDIS_URL: redisUrl })
   t.equal((await authorize(c, user, card)).statusCode, 200, 'a new instance on stale Redis values approves')
   // The fresh values were written back on c's connection, which runs commands in order.
   await c.redis.ping()
-  const d = await build(t, { REDIS_URL: proxy.url })
+  const d = await build(t, { REDIS_URL: redisUrl })
   const stale = await counter(d, 'jit_stale_context_total')
   t.equal((await authorize(d, user, card)).statusCode, 200)
   t.equal(await counter(d, 'jit_stale_context_total'), stale, 'the refreshed Redis values are current')
+})
+
+t.test('a control moved between scopes bumps the version of the scope it left as well as the one it joined', async (t) => {
+  const app = await build(t)
+  const [x, y] = [await seedCardholder(app), await seedCardholder(app)]
+  const control = uniq('ac')
+  // A merchant id of this test's own: other test files share the program.
+  await app.db.query('INSERT INTO auth_controls (token, user_token, mid) VALUES ($1, $2, $3)', [control, x.user, uniq('mid')])
+  t.teardown(async () => { await app.db.query('DELETE FROM auth_controls WHERE token = $1', [control]) })
+  const versions = async (db: Queryable): Promise<{ x: bigint, y: bigint, program: bigint }> => {
+    const { rows: [r] } = await db.query(`SELECT (SELECT context_version FROM users WHERE token = $1) AS x,
+      (SELECT context_version FROM users WHERE token = $2) AS y, (SELECT version FROM program_context) AS program`, [x.user, y.user])
+    return { x: BigInt(r.x), y: BigInt(r.y), program: BigInt(r.program) }
+  }
+  const changes = async (sql: string): Promise<string[]> => await app.db.transaction(async (db) => {
+    // Other test files create program-wide controls: none can bump the program version between the two reads.
+    await db.query('LOCK TABLE program_context IN EXCLUSIVE MODE')
+    const before = await versions(db)
+    await db.query(sql, [control, y.card])
+    const after = await versions(db)
+    return (['x', 'y', 'program'] as const).filter((k) => after[k] !== before[k])
+  })
+  t.same(await changes('UPDATE auth_controls SET user_token = NULL WHERE token = $1 AND $2::text IS NOT NULL'), ['x', 'program'], 'from a user to the program')
+  t.same(await changes('UPDATE auth_controls SET card_token = $2 WHERE token = $1'), ['y', 'program'], "from the program to a user's card")
+  t.same(await changes('UPDATE auth_controls SET mcc = $2 WHERE token = $1 AND false'), [], 'no row changed')
+  t.same(await changes("UPDATE auth_controls SET mcc = '5999' WHERE token = $1 AND $2::text IS NOT NULL"), ['y'], 'within one scope')
 })

@@ -1,12 +1,12 @@
 import t from 'tap'
 import { MongoClient, ObjectId } from 'mongodb'
-import { build, uniq } from '../helper.js'
+import { build, tcpProxy, uniq } from '../helper.js'
 import { startEmbeddedMongo } from '../../src/embedded-mongo.js'
 import { ArchiveWriter, archiveCollection, archiveDocument, archiveId, archiveMessage, eventsCollection, isMongoUnavailable } from '../../src/archive.js'
 import { classifyFailure } from '../../src/failures.js'
 import { webhookMessageId } from '../../src/webhooks/queue.js'
 import { createCardholder, fixture, jitHold, postWebhook, withTokens } from './webhooks-helpers.js'
-import { buildIsolated, tcpProxy } from './consumer-helpers.js'
+import { buildIsolated } from './consumer-helpers.js'
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
 

@@ -1,12 +1,12 @@
 import t from 'tap'
 import pg from 'pg'
 import { MongoClient } from 'mongodb'
-import { TEST_DATABASE_URL, eventually, uniq } from '../helper.js'
+import { TEST_DATABASE_URL, eventually, tcpProxy, uniq } from '../helper.js'
 import { webhookMessageId } from '../../src/webhooks/queue.js'
 import { archiveCollection } from '../../src/archive.js'
 import { startEmbeddedMongo } from '../../src/embedded-mongo.js'
 import { balances, createCardholder, holdOf, jitHold, postWebhook } from './webhooks-helpers.js'
-import { buildIsolated, counterValue, queueDepth, tcpProxy } from './consumer-helpers.js'
+import { buildIsolated, counterValue, queueDepth } from './consumer-helpers.js'
 
 // How long each store stays down. The incident was 20 s; a shorter cut takes the same paths (pause, probes, retries
 // past MAX_RETRIES) in less of the shared machine's time.

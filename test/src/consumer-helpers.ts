@@ -1,4 +1,3 @@
-import net from 'node:net'
 import amqp from 'amqplib'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
@@ -93,50 +92,4 @@ export async function queueDepth (queue: string): Promise<number> {
 export async function counterValue (metric: { get: () => Promise<{ values: Array<{ labels: Record<string, unknown>, value: number }> }> }, labels: Record<string, string>): Promise<number> {
   const { values } = await metric.get()
   return values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((sum, v) => sum + v.value, 0)
-}
-
-export interface TcpProxy {
-  port: number
-  /** Refuses new connections and drops the open ones: the store looks down. */
-  cut: () => Promise<void>
-  restore: () => Promise<void>
-  /** Keeps the open connections but passes no more bytes: the store hangs. */
-  freeze: () => void
-  close: () => Promise<void>
-}
-
-/** A TCP proxy to `target` on loopback that a test can cut and restore (its own fault: the shared service keeps running). */
-export async function tcpProxy (t: { teardown: (fn: () => unknown) => void }, targetPort: number): Promise<TcpProxy> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1')
-    for (const s of [client, upstream]) {
-      sockets.add(s)
-      s.on('error', () => {})
-      s.on('close', () => { sockets.delete(s); client.destroy(); upstream.destroy() })
-    }
-    client.pipe(upstream)
-    upstream.pipe(client)
-  })
-  server.on('error', () => {})
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  const cut = async (): Promise<void> => {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-    for (const s of sockets) s.destroy()
-    await closed
-  }
-  const restore = async (): Promise<void> => {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve() })
-    })
-  }
-  const freeze = (): void => { for (const s of sockets) s.pause() }
-  const close = async (): Promise<void> => {
-    if (server.listening) await cut()
-    for (const s of sockets) s.destroy()
-  }
-  t.teardown(close)
-  return { port, cut, restore, freeze, close }
 }

@@ -74,7 +74,8 @@ t.test('transient and permanent failures', async (t) => {
   const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code })
   for (const [err, cause] of [
     [pgError('55P03'), 'lock'], [pgError('40001'), 'lock'], [pgError('40P01'), 'lock'], [pgError('57014'), 'timeout'],
-    [pgError('53300'), 'postgres'], [pgError('57P03'), 'postgres'], [pgError('57P01'), 'postgres'], [pgError('ECONNREFUSED'), 'postgres'],
+    [pgError('53300'), 'postgres'], [pgError('57P03'), 'postgres'], [pgError('57P01'), 'postgres'], [pgError('57P02'), 'postgres'], [pgError('ECONNREFUSED'), 'postgres'],
+    [pgError('53100'), 'postgres'], [pgError('53200'), 'postgres'], [pgError('58030'), 'postgres'], [pgError('25006'), 'postgres'], [pgError('40003'), 'postgres'],
     [new Error('Connection terminated unexpectedly'), 'postgres'], [new Error('timeout exceeded when trying to connect'), 'postgres'],
     [Object.assign(new Error('x'), { name: 'MongoServerSelectionError' }), 'mongodb'],
     [Object.assign(new Error('connection 2 to 127.0.0.1:1 closed'), { name: 'MongoBulkWriteError', writeErrors: [] }), 'mongodb'],
@@ -83,7 +84,7 @@ t.test('transient and permanent failures', async (t) => {
     t.match(classifyFailure(err), { transient: true, cause }, err.message)
   }
   for (const err of [new InvalidWebhookItemError('invalid transaction'), new SyntaxError('Unexpected token'), new Error('no account for user u-1 (j:credit)'),
-    new Error('ledger refused a forced post'), pgError('23505'), Object.assign(new Error('dup'), { name: 'MongoBulkWriteError', writeErrors: [{ code: 121 }] })]) {
+    new Error('ledger refused a forced post'), pgError('23505'), pgError('25001'), pgError('42P01'), Object.assign(new Error('dup'), { name: 'MongoBulkWriteError', writeErrors: [{ code: 121 }] })]) {
     t.match(classifyFailure(err), { transient: false, cause: 'permanent' }, err.message)
   }
 })

@@ -1,9 +1,6 @@
 import t from 'tap'
-import type { Test } from 'tap'
-import net from 'node:net'
-import { once } from 'node:events'
 import pg from 'pg'
-import { build, eventually, TEST_DATABASE_URL } from '../../helper.js'
+import { build, eventually, tcpProxy, TEST_DATABASE_URL } from '../../helper.js'
 import { account, cardholder, decisionOf, holdCount, jitRequest, postJit } from '../../jit-fixtures.js'
 
 t.test('past JIT_DEADLINE_MS (a row lock held elsewhere): 402 with a memo, in time, nothing held', async (t) => {
@@ -42,47 +39,20 @@ t.test('past JIT_DEADLINE_MS (a row lock held elsewhere): 402 with a memo, in ti
   t.equal(next.statusCode, 200, 'a new token is decided normally')
 })
 
-/**
- * A TCP proxy in front of PostgreSQL that the test can cut: every open connection is reset and new ones are reset
- * as they arrive, as when the database host goes away; `restore` lets connections through again.
- */
-async function cuttableProxy (t: Test, target: URL): Promise<{ url: string, cut: () => void, restore: () => void, attemptsWhileCut: () => number }> {
-  const open = new Set<net.Socket>()
-  let cut = false
-  let attempts = 0
-  const server = net.createServer((client) => {
-    if (cut) { attempts++; client.resetAndDestroy(); return }
-    const upstream = net.connect(Number(target.port || 5432), target.hostname)
-    open.add(client)
-    open.add(upstream)
-    const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
-    client.on('error', drop).on('close', drop)
-    upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream).pipe(client)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => { for (const s of open) s.destroy(); server.close() })
-  const url = new URL(target.href)
-  url.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`
-  return {
-    url: url.href,
-    cut: () => { cut = true; for (const s of open) s.resetAndDestroy(); open.clear() },
-    restore: () => { cut = false },
-    attemptsWhileCut: () => attempts
-  }
-}
-
 t.test('PostgreSQL unreachable at the ledger call (context already cached): 503 at once, nothing recorded', async (t) => {
-  const proxy = await cuttableProxy(t, new URL(TEST_DATABASE_URL))
+  const target = new URL(TEST_DATABASE_URL)
+  const proxy = await tcpProxy(t, Number(target.port || 5432), target.hostname)
+  const proxied = new URL(target.href)
+  proxied.host = `127.0.0.1:${proxy.port}`
   // The context stays in the local level for the whole test, so the request gets past context and rules to the ledger.
-  const app = await build(t, { DATABASE_URL: proxy.url, RUN_WORKERS: 'false', CACHE_LOCAL_TTL_MS: '600000' })
+  const app = await build(t, { DATABASE_URL: proxied.href, RUN_WORKERS: 'false', CACHE_LOCAL_TTL_MS: '600000' })
   const ch = await cardholder(app.db, { fundMinor: 10_000 })
   const warm = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 1 }))
   t.equal(warm.statusCode, 200, 'a first decision loads and caches the context')
   const before = await account(app.db, ch.user)
 
-  proxy.cut()
+  // Every open connection is reset and new ones are reset as they arrive, as when the database host goes away.
+  proxy.reset()
   const stages = async () => (await app.profiler.snapshot()).stages
   // First on a pooled connection that was just dropped, then on a new connection that is refused.
   const bodies = [jitRequest({ user: ch.user, card: ch.card, amount: 1 }), jitRequest({ user: ch.user, card: ch.card, amount: 1 })]
@@ -101,10 +71,10 @@ t.test('PostgreSQL unreachable at the ledger call (context already cached): 503 
     t.equal(stagesAfter.context.count, stagesBefore.context.count + 1, 'the context was loaded (from the cache)')
     t.equal(stagesAfter.rules.count, stagesBefore.rules.count + 1, 'the rules ran: the request reached the ledger call')
     t.equal(stagesAfter.ledger.count, stagesBefore.ledger.count, 'and the ledger call did not complete')
-    if (i === 1) t.ok(proxy.attemptsWhileCut() > 0, `the ledger call tried a new connection (${proxy.attemptsWhileCut()} attempts refused)`)
+    if (i === 1) t.ok(proxy.resetAttempts() > 0, `the ledger call tried a new connection (${proxy.resetAttempts()} attempts refused)`)
   }
 
-  proxy.restore()
+  await proxy.restore()
   for (const body of bodies) t.equal(await decisionOf(app.db, body.gpa_order.jit_funding.token), undefined, 'no decision recorded')
   t.same(await account(app.db, ch.user), before, 'nothing held')
   t.equal(await holdCount(app.db, ch.user), 1, 'only the first decision holds money')

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { build } from '../../helper.js'
+import { build, inWaves } from '../../helper.js'
 import { auditLedger } from '../../../src/audit.js'
 import { account, cardholder, decisionOf, holdCount, holdOf, jitRequest, postJit, type Cardholder } from '../../jit-fixtures.js'
 
@@ -55,19 +55,6 @@ t.test('50 concurrent copies of one token: one hold and 50 identical answers', a
   t.match(await decisionOf(db, body.gpa_order.jit_funding.token), { result: 'approved', status_code: 200 })
   t.same((await auditLedger(db, { userTokens: [ch.user] })).violations, [])
 })
-
-/** Runs `n` tasks with at most `width` in flight at once, and returns their results in order. */
-async function inWaves<T> (n: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: Math.min(width, n) }, async () => {
-    while (next < n) {
-      const i = next++
-      results[i] = await task(i)
-    }
-  }))
-  return results
-}
 
 /**
  * Fires `n` requests, CONCURRENCY at a time on one account, and checks exact counts: exactly `capacity` approved,
