@@ -79,15 +79,26 @@ async function setupFundingSource (client: MarqetaClient, target: SetupTarget['f
     ...(target.customHeader !== undefined ? { custom_header: target.customHeader } : {})
   }
   const current = await getOrUndefined(() => client.getProgramGatewayFundingSource(target.token))
-  const step: SetupStep = { resource: 'program gateway funding source', token: target.token, action: 'create', changed: [] }
-  if (current === undefined) {
-    if (!dryRun) await client.createProgramGatewayFundingSource({ token: target.token, ...wanted })
-    return step
-  }
-  step.changed = fundingSourceDifferences(current, wanted)
-  step.action = step.changed.length === 0 ? 'unchanged' : 'update'
-  if (step.action === 'update' && !dryRun) await client.updateProgramGatewayFundingSource(target.token, wanted)
-  return step
+  return await reconcile({
+    resource: 'program gateway funding source',
+    token: target.token,
+    dryRun,
+    changed: current === undefined ? undefined : fundingSourceDifferences(current, wanted),
+    create: async () => { await client.createProgramGatewayFundingSource({ token: target.token, ...wanted }) },
+    update: async () => { await client.updateProgramGatewayFundingSource(target.token, wanted) }
+  })
+}
+
+/**
+ * One resource brought to its target: created when missing (`changed` undefined), updated only when something
+ * differs, and nothing written on a dry run; the step says which.
+ */
+async function reconcile (r: { resource: SetupStep['resource'], token: string, dryRun: boolean, changed: string[] | undefined,
+  create: () => Promise<void>, update: () => Promise<void> }): Promise<SetupStep> {
+  const action: SetupStep['action'] = r.changed === undefined ? 'create' : r.changed.length === 0 ? 'unchanged' : 'update'
+  if (!r.dryRun && action === 'create') await r.create()
+  if (!r.dryRun && action === 'update') await r.update()
+  return { resource: r.resource, token: r.token, action, changed: r.changed ?? [] }
 }
 
 function fundingSourceDifferences (current: ProgramGatewayFundingSource, wanted: NewProgramGatewayFundingSource): string[] {
@@ -115,15 +126,14 @@ async function setupWebhook (client: MarqetaClient, target: SetupTarget['webhook
   }
   // Marqeta has no lookup of a webhook by token in the list; there are few webhooks, so read them all.
   const current = (await all(client.listWebhooks())).find((w) => w.token === target.token)
-  const step: SetupStep = { resource: 'webhook', token: target.token, action: 'create', changed: [] }
-  if (current === undefined) {
-    if (!dryRun) await client.createWebhook({ token: target.token, ...wanted })
-    return step
-  }
-  step.changed = webhookDifferences(current, wanted)
-  step.action = step.changed.length === 0 ? 'unchanged' : 'update'
-  if (step.action === 'update' && !dryRun) await client.updateWebhook(target.token, wanted)
-  return step
+  return await reconcile({
+    resource: 'webhook',
+    token: target.token,
+    dryRun,
+    changed: current === undefined ? undefined : webhookDifferences(current, wanted),
+    create: async () => { await client.createWebhook({ token: target.token, ...wanted }) },
+    update: async () => { await client.updateWebhook(target.token, wanted) }
+  })
 }
 
 function webhookDifferences (current: MarqetaWebhook, wanted: Omit<NewWebhook, 'token'>): string[] {
