@@ -16,6 +16,7 @@ async function start (t: Test): Promise<SpawnedServer> {
   // Long-lived local entries, so that only the invalidation and the version check can make the change seen.
   const server = spawnServer(t, { CACHE_LOCAL_TTL_MS: '600000', JIT_DEADLINE_MS: '2900', LOG_LEVEL: 'warn' })
   await eventually(async () => (await fetch(`http://127.0.0.1:${server.port}/ready`).catch(() => undefined))?.status === 200, 30_000, 100)
+    .catch((err: Error) => { throw new Error(`${err.message}: server on ${server.port} not ready; it said: ${server.output().slice(-600)}`) })
   return server
 }
 
