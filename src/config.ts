@@ -43,6 +43,7 @@ export const ConfigSchema = Type.Object({
   JIT_PARTIAL_APPROVAL: Bool,
   JIT_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
   JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
+  JIT_BATCH_QUEUE_MAX: Type.Integer({ minimum: 1, default: 1000 }),
   JIT_SLOW_WARN_MS: Type.Integer({ minimum: 1, default: 50 }),
   JIT_SLOW_ERROR_MS: Type.Integer({ minimum: 1, default: 100 }),
   HOLD_EXPIRATION_DAYS: Type.Integer({ minimum: 1, maximum: 90, default: 7 }),
@@ -54,9 +55,7 @@ export const ConfigSchema = Type.Object({
   CACHE_CARD_TTL_S: Type.Integer({ minimum: 1, default: 900 }),
   CACHE_CONTROLS_TTL_S: Type.Integer({ minimum: 1, default: 300 }),
   CACHE_NEGATIVE_TTL_S: Type.Integer({ minimum: 1, default: 30 }),
-  OUTBOX_POLL_MS: Type.Integer({ minimum: 10, default: 1000 }),
-  OUTBOX_RETENTION_HOURS: Type.Integer({ minimum: 1, default: 72 }),
-  OUTBOX_PRUNE_INTERVAL_MS: Type.Integer({ minimum: 1000, default: 60000 }),
+  RELAY_POLL_MS: Type.Integer({ minimum: 10, default: 1000 }),
   RUN_WORKERS: Type.Boolean({ default: true }),
   WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' })

@@ -9,7 +9,9 @@ export const JitFundingSchema = Type.Object({
   // String first: with Fastify's type coercion a JSON number becomes its shortest decimal text, exactly.
   amount: Type.Optional(Type.Union([Type.String(), Type.Number()])),
   original_jit_funding_token: Type.Optional(Type.String({ maxLength: 64 })),
-  incremental_authorization_jit_funding_tokens: Type.Optional(Type.Array(Type.String({ maxLength: 64 })))
+  incremental_authorization_jit_funding_tokens: Type.Optional(Type.Array(Type.String({ maxLength: 64 }))),
+  // Echoed in the response as given (Marqeta sends a string); never a reason to refuse the request.
+  tags: Type.Optional(Type.Unknown())
 }, { additionalProperties: true })
 export type JitFunding = Static<typeof JitFundingSchema>
 

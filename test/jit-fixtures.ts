@@ -74,13 +74,13 @@ export async function account (db: Queryable, user: string, currency = 'USD'): P
 
 export async function holdOf (db: Queryable, jitToken: string): Promise<{ amount: number, remaining: number, posted: number, status: string } | undefined> {
   const { rows } = await db.query(`SELECT h.amount::text, h.remaining::text, h.posted::text, h.status
-                                     FROM hold_tokens t JOIN holds h ON h.id = t.hold_id WHERE t.jit_token = $1`, [jitToken])
+                                     FROM hold_states h WHERE h.jit_token = hold_root($1)`, [jitToken])
   const r = rows[0]
   return r === undefined ? undefined : { amount: Number(r.amount), remaining: Number(r.remaining), posted: Number(r.posted), status: r.status }
 }
 
 export async function holdCount (db: Queryable, user: string): Promise<number> {
-  const { rows } = await db.query('SELECT count(*)::int AS n FROM holds WHERE user_token = $1', [user])
+  const { rows } = await db.query('SELECT count(*)::int AS n FROM hold_states WHERE user_token = $1', [user])
   return rows[0].n
 }
 

@@ -42,6 +42,6 @@ t.test('SIGTERM during a slow request lets it finish, then the process exits 0',
   t.match(await response.json(), { jit_funding: { token: jitToken, amount: 10 } })
   const code = await server.exited
   t.equal(code, 0, `exit code 0 (${server.output().slice(-500)})`)
-  const { rows } = await pool.query('SELECT status FROM holds WHERE jit_token = $1', [jitToken])
+  const { rows } = await pool.query('SELECT status FROM hold_states WHERE jit_token = $1', [jitToken])
   t.same(rows, [{ status: 'PENDING' }], 'its hold is committed')
 })

@@ -1,19 +1,13 @@
 import type pg from 'pg'
-import { callJitDecide, withDeadline } from './decide.js'
-
-export interface DecisionRow { status_code: number, response: string, replay: boolean, overdrawn?: boolean }
-
-/** One decision's money-moving call: the argument of jit_decide, answered by its row or undefined past the deadline. */
-export type LedgerCall = (call: Record<string, unknown>, deadlineAt: number) => Promise<DecisionRow | undefined>
-
-// Longer waits inside a batch mean a hot or locked account: its decisions are better off alone, each with its deadline.
-const BATCH_LOCK_TIMEOUT_MS = 50
+import { callJitDecide, DEADLINE_MARGIN_MS, wallClockDeadline, withDeadline, type DecisionRow, type LedgerCall } from './ledger-call.js'
 
 export interface BatcherOptions {
   /** Decisions per database call at most; 1 turns batching off. */
   maxBatch: number
   /** Batches running at once (each on its own connection). */
   maxInFlight: number
+  /** Decisions waiting for a batch at most; past it a decision is answered as past its deadline at once. */
+  maxQueue: number
   /** Lock wait allowed inside a batch before it gives up and its decisions run one by one. */
   lockTimeoutMs: number
 }
@@ -25,36 +19,41 @@ interface Waiting {
   reject: (err: unknown) => void
 }
 
-// Items run in this order inside the batch's one transaction: by program-account shard (the shard function of
-// program_account()), then by user. The user's account is locked before its shard, so batches running at the same
-// time can still wait on each other in a cycle; the short lock_timeout turns that into a fallback, not a 1 s deadlock
-// detection. OFFSET 0 keeps the sort below the lateral calls.
-const BATCH_SQL = `SELECT s.i, r.* FROM (
-    SELECT x.p, x.i FROM unnest($1::jsonb[]) WITH ORDINALITY AS x(p, i)
-     ORDER BY abs(hashtext(coalesce(x.p->'echo'->>'user_token', ''))) % 64, x.p->'echo'->>'user_token', x.i OFFSET 0) s
-  CROSS JOIN LATERAL jit_decide(s.p) r`
+// Program shards (schema/functions/program_account.sql): each batch takes the next one, so that the batches running
+// at once update different shard rows.
+const SHARDS = 64
 
 /**
- * Group commit for JIT decisions: while `maxInFlight` batches are running, new decisions queue; the next batch takes up
- * to `maxBatch` of them into ONE jit_decide statement (one round trip, one transaction, one WAL flush). A decision that
- * finds nothing running goes alone at once, so an idle gateway adds no wait. If a batch fails for any reason (a lock
- * held past `lockTimeoutMs`, a deadlock, a bad item), nothing of it was committed and each of its decisions runs alone
- * through `single`, within its own deadline: the answers are those the decisions would have had without batching.
+ * Group commit for JIT decisions (DESIGN §3): while `maxInFlight` batches are running, new decisions queue; the next
+ * batch takes up to `maxBatch` of them into ONE jit_decide call (one round trip, one transaction, one WAL flush), which
+ * locks their accounts in id order and one program shard last, so batches never deadlock. A decision that finds
+ * nothing running goes alone at once, so an idle gateway adds no wait. Informative messages (which apply webhook-like
+ * effects with their own locks) always go alone. If a batch fails (a lock held past `lockTimeoutMs`, a bad item),
+ * nothing of it was committed and each of its decisions runs alone within its own deadline.
  */
 export class JitBatcher {
   private readonly queue: Waiting[] = []
   private inFlight = 0
+  private nextShard = Math.floor(Math.random() * SHARDS)
 
   constructor (private readonly pool: pg.Pool, private readonly single: LedgerCall, private readonly opts: BatcherOptions) {}
 
-  readonly decide: LedgerCall = (call, deadlineAt) => new Promise((resolve, reject) => {
-    this.queue.push({ call, deadlineAt, resolve, reject })
-    this.pump()
-  })
+  readonly decide: LedgerCall = async (call, deadlineAt) => {
+    if (call.mode === 'effect') return await this.single(call, deadlineAt)
+    // Past the bound the wait alone would spend the deadline: the decision is declined now rather than late.
+    if (this.queue.length >= this.opts.maxQueue) return undefined
+    return await new Promise((resolve, reject) => {
+      this.queue.push({ call, deadlineAt, resolve, reject })
+      this.pump()
+    })
+  }
+
+  /** Decisions waiting for a batch (a gauge for /metrics). */
+  get waiting (): number { return this.queue.length }
 
   private pump (): void {
     while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.opts.maxBatch)
+      const batch = this.takeBatch()
       this.inFlight++
       void this.run(batch).finally(() => {
         this.inFlight--
@@ -63,25 +62,45 @@ export class JitBatcher {
     }
   }
 
+  /** The next batch in arrival order; a token already in it (a concurrent retry) waits for the next batch. */
+  private takeBatch (): Waiting[] {
+    const batch: Waiting[] = []
+    const tokens = new Set<unknown>()
+    for (let i = 0; i < this.queue.length && batch.length < this.opts.maxBatch;) {
+      const token = (this.queue[i].call.echo as { token?: unknown } | undefined)?.token
+      if (tokens.has(token)) { i++; continue }
+      tokens.add(token)
+      batch.push(this.queue.splice(i, 1)[0])
+    }
+    return batch
+  }
+
   private async run (batch: Waiting[]): Promise<void> {
-    if (batch.length > 1) {
-      const rows = await this.together(batch).catch(() => undefined)
+    const live = batch.filter((w) => {
+      if (w.deadlineAt > performance.now()) return true
+      w.resolve(undefined)
+      return false
+    })
+    if (live.length === 0) return
+    if (live.length > 1) {
+      const rows = await this.together(live).catch(() => undefined)
       if (rows !== undefined) {
-        batch.forEach((w, i) => w.resolve(rows[i]))
+        live.forEach((w, i) => w.resolve(rows[i]))
         return
       }
     }
-    await Promise.all(batch.map(async (w) => { await this.single(w.call, w.deadlineAt).then(w.resolve, w.reject) }))
+    await Promise.all(live.map(async (w) => { await this.single(w.call, w.deadlineAt).then(w.resolve, w.reject) }))
   }
 
   private async together (batch: Waiting[]): Promise<DecisionRow[]> {
     // A pool too busy to hand out a connection before the first deadline: each decision takes its own path then.
     const client = await withDeadline(this.pool.connect(), Math.min(...batch.map((w) => w.deadlineAt)), (late) => late.release())
+    this.nextShard = (this.nextShard + 1) % SHARDS
     try {
-      const { rows } = await client.query<DecisionRow & { i: string }>({
+      const { rows } = await client.query<DecisionRow & { i: number }>({
         name: 'jit-decide-batch',
-        text: BATCH_SQL,
-        values: [batch.map((w) => ({ ...w.call, lock_timeout_ms: this.opts.lockTimeoutMs }))]
+        text: 'SELECT i, status_code, response, replay, overdrawn FROM jit_decide($1::jsonb[], $2, $3, $4)',
+        values: [batch.map((w) => ({ ...w.call, deadline_ms: wallClockDeadline(w.deadlineAt) })), this.nextShard, this.opts.lockTimeoutMs, DEADLINE_MARGIN_MS]
       })
       const byIndex = new Map(rows.map(({ i, ...row }) => [Number(i), row]))
       return batch.map((_w, k) => {
@@ -99,10 +118,12 @@ export class JitBatcher {
  * The gateway's batcher (the JIT route's, and the bench's ledger-only route's): up to JIT_BATCH_MAX decisions per
  * call, JIT_BATCH_CONCURRENCY calls at once, and a decision alone through callJitDecide.
  */
-export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, JIT_BATCH_CONCURRENCY: number }): JitBatcher {
+export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, JIT_BATCH_CONCURRENCY: number, JIT_BATCH_QUEUE_MAX: number, JIT_DEADLINE_MS: number }): JitBatcher {
   return new JitBatcher(pool, (call, deadlineAt) => callJitDecide(pool, call, deadlineAt), {
     maxBatch: config.JIT_BATCH_MAX,
     maxInFlight: config.JIT_BATCH_CONCURRENCY,
-    lockTimeoutMs: BATCH_LOCK_TIMEOUT_MS
+    maxQueue: config.JIT_BATCH_QUEUE_MAX,
+    // A batch waits on other batches' commits only (sorted locks: never a cycle); a longer wait is a stuck lock.
+    lockTimeoutMs: Math.max(50, Math.floor(config.JIT_DEADLINE_MS / 3))
   })
 }

@@ -1,11 +1,11 @@
 import type pg from 'pg'
 import { currencyExponent, parseAmount } from '../money.js'
 import { effectOf, jitFundingOf, methodGroup, settledHoldTokens, type JitFunding, type MethodGroup, type Transaction } from '../marqeta.js'
-import { isConnectionError, pgErrors } from '../db.js'
+import { isConnectionError } from '../db.js'
 import { loadAuthContext, type ContextSource, type ContextVersions } from './context.js'
 import { checkCardAndHolder, checkSpendingControls, type Purchase, type RuleOutcome } from './rules.js'
 import type { JitStage } from '../metrics.js'
-import type { DecisionRow, LedgerCall } from './batcher.js'
+import { callJitDecide, DeadlineError, isPoolTimeout, LedgerUnavailableError, STALE_CONTEXT, withDeadline, type DecisionRow, type LedgerCall } from './ledger-call.js'
 
 export interface DecisionDeps {
   pool: pg.Pool
@@ -19,8 +19,6 @@ export interface DecisionDeps {
   ledger?: LedgerCall
 }
 
-/** jit_decide's answer to a decision whose context versions are not current (migration 014): nothing was written. */
-export const STALE_CONTEXT = 409
 // A fresh context goes stale again only if the cardholder changes again within a round trip: rare twice in a row.
 const MAX_ATTEMPTS = 3
 
@@ -37,12 +35,6 @@ export interface JitAnswer {
   overdrawn: boolean
 }
 
-/** PostgreSQL cannot answer at all: the route answers 503 so that Marqeta's stand-in rules apply. */
-export class LedgerUnavailableError extends Error {
-  override name = 'LedgerUnavailableError'
-  statusCode = 503
-}
-
 type Mode = 'decide' | 'effect' | 'inquiry' | 'record'
 
 const modeOf: Record<MethodGroup, Mode> = {
@@ -57,6 +49,19 @@ const modeOf: Record<MethodGroup, Mode> = {
   record: 'record',
   inquiry: 'inquiry',
   unknown: 'record'
+}
+
+/**
+ * What the response echoes from the request (DESIGN §4): token, method, user_token, and the acting user, the original
+ * and incremental tokens and the tags when the request has them.
+ */
+function echoOf (jit: JitFunding): Record<string, unknown> {
+  const echo: Record<string, unknown> = { token: jit.token, method: jit.method, user_token: jit.user_token }
+  if (jit.acting_user_token !== undefined) echo.acting_user_token = jit.acting_user_token
+  if (jit.original_jit_funding_token !== undefined) echo.original_jit_funding_token = jit.original_jit_funding_token
+  if (jit.incremental_authorization_jit_funding_tokens !== undefined) echo.incremental_authorization_jit_funding_tokens = jit.incremental_authorization_jit_funding_tokens
+  if (jit.tags !== undefined) echo.tags = jit.tags
+  return echo
 }
 
 /** The amount as a JSON number's text for the response: requested amounts are echoed, unparsable ones as 0. */
@@ -101,13 +106,12 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
   const mode = modeOf[group]
   const currencyCode = txn.currency_code ?? 'USD'
   const exponent = currencyExponent(currencyCode)
-  const echo: Record<string, unknown> = { token: jit.token, method: jit.method, user_token: jit.user_token }
-  if (jit.acting_user_token !== undefined) echo.acting_user_token = jit.acting_user_token
+  const echo = echoOf(jit)
   const accountVerification = jit.method === 'pgfs.authorization.account_verification'
   const parsed = parseAmount(jit.amount ?? (group === 'inquiry' || accountVerification ? 0 : undefined), exponent ?? 2)
   const amountMinor = parsed.ok ? parsed.minor : 0n
 
-  // The ledger_apply argument (migrations 002/010) shared by decided and informative methods; keyed like webhooks.
+  // The ledger_apply argument (schema/functions/ledger_apply.sql) shared by decided and informative methods; keyed like webhooks.
   const effectCall = (): Record<string, unknown> => ({
     kind: effectOf[group]!.kind,
     effect_key: `${jit.token}:${effectOf[group]!.key}`,
@@ -156,8 +160,8 @@ async function decide (deps: DecisionDeps, txn: Transaction, jit: JitFunding, de
     return answerOf(row, group, true)
   }
 
-  // Rules on the (cached) context, then the ledger, which refuses a context older than the current versions
-  // (migration 014): then the context is loaded again straight from PostgreSQL and the decision made again.
+  // Rules on the (cached) context, then the ledger, which refuses a context older than the current versions:
+  // then the context is loaded again straight from PostgreSQL and the decision made again.
   for (let attempt = 1; ; attempt++) {
     const ctx = await withinDeadline(loadAuthContext(deps.context, txn.card_token, jit.user_token, attempt > 1), deadlineAt)
     if (ctx === undefined) return deadlineAnswer(deps.pool, txn, jit, echo, group)
@@ -220,12 +224,12 @@ function deadlineAnswer (pool: pg.Pool, txn: Transaction, jit: JitFunding, echo:
   return unrecordedDecline(pool, txn, jit, echo, group, 'gateway deadline exceeded; nothing was held', 'DEADLINE')
 }
 
-/** A decline decided outside jit_decide (see deadlineAnswer), recorded best effort. */
+/** A decline decided outside jit_decide (see deadlineAnswer), recorded best effort as the token's one row. */
 function unrecordedDecline (pool: pg.Pool, txn: Transaction, jit: JitFunding, echo: Record<string, unknown>, group: MethodGroup, memo: string, reason: string): JitAnswer {
   const body = JSON.stringify({ jit_funding: { ...echo, amount: Number(amountText(jit.amount)), decline_reason: 'TRANSACTION_NOT_PERMITTED', memo } })
-  pool.query(`INSERT INTO decisions (jit_token, method, user_token, card_token, transaction_token, result, decline_reason, status_code, response, currency_code)
-              VALUES ($1, $2, $3, $4, $5, 'declined', 'TRANSACTION_NOT_PERMITTED', 402, $6, $7) ON CONFLICT (jit_token) DO NOTHING`,
-  [jit.token, jit.method, jit.user_token, txn.card_token ?? null, txn.token ?? null, body, (txn.currency_code ?? 'USD').slice(0, 3)])
+  pool.query(`INSERT INTO decisions (jit_token, method, user_token, card_token, transaction_token, result, decline_reason, status_code, response, currency_code, request)
+              VALUES ($1, $2, $3, $4, $5, 'declined', 'TRANSACTION_NOT_PERMITTED', 402, $6, $7, $8) ON CONFLICT (jit_token) DO NOTHING`,
+  [jit.token, jit.method, jit.user_token, txn.card_token ?? null, txn.token ?? null, body, (txn.currency_code ?? 'USD').slice(0, 3), txn])
     .catch(() => { /* best effort: without the record a replay is decided afresh */ })
   return { statusCode: 402, body, replay: false, result: 'declined', reason, group, overdrawn: false }
 }
@@ -242,54 +246,4 @@ async function withinDeadline<T> (work: Promise<T>, deadlineAt: number): Promise
     if (isConnectionError(err)) throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
     throw err
   }
-}
-
-/**
- * The pool's own wait (connectionTimeoutMillis) ran out: PostgreSQL is slow or the pool saturated, not unreachable
- * (that fails at once), so the answer is the deadline's decline, not a 503 that hands the decision to stand-in.
- */
-const isPoolTimeout = (err: unknown): boolean =>
-  /timeout exceeded when trying to connect|Connection terminated due to connection timeout/i.test((err as Error)?.message ?? '')
-
-
-/**
- * Runs jit_decide within the deadline: the wait for a pooled connection is bounded, and the remaining time bounds
- * lock waits inside the statement (lock_timeout), so a decision that cannot finish in time rolls back entirely.
- * Returns undefined when the deadline passed (nothing was changed).
- */
-export async function callJitDecide (pool: pg.Pool, call: Record<string, unknown>, deadlineAt: number): Promise<DecisionRow | undefined> {
-  let client: pg.PoolClient
-  try {
-    client = await withDeadline(pool.connect(), deadlineAt, (late) => late.release())
-  } catch (err) {
-    if (err instanceof DeadlineError || isPoolTimeout(err)) return undefined
-    throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
-  }
-  try {
-    const remaining = Math.floor(deadlineAt - performance.now())
-    if (remaining <= 0) return undefined
-    const { rows } = await client.query<DecisionRow>({ name: 'jit-decide', text: 'SELECT * FROM jit_decide($1::jsonb)', values: [{ ...call, lock_timeout_ms: remaining }] })
-    return rows[0]
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    if (code === pgErrors.lockNotAvailable || code === pgErrors.queryCanceled) return undefined
-    if (isConnectionError(err)) throw new LedgerUnavailableError(`PostgreSQL unavailable: ${(err as Error).message}`)
-    throw err
-  } finally {
-    client.release()
-  }
-}
-
-class DeadlineError extends Error {}
-
-export function withDeadline<T> (promise: Promise<T>, deadlineAt: number, onLate: (value: T) => void): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let expired = false
-    const timer = setTimeout(() => { expired = true; reject(new DeadlineError()) }, Math.max(0, deadlineAt - performance.now()))
-    promise.then((value) => {
-      clearTimeout(timer)
-      if (expired) onLate(value)
-      else resolve(value)
-    }, (err) => { clearTimeout(timer); reject(err) })
-  })
 }

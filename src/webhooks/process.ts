@@ -24,7 +24,7 @@ export type ProcessOutcome =
 
 /**
  * The effect of one queued webhook item (`webhooks.process`). Safe to run any number of times and in any order:
- * ledger effects are keyed (effects table), state updates are absolute. Throws on anything that may succeed later
+ * ledger effects are keyed (a transfer's id is its exactly-once key), state updates are absolute. Throws on anything that may succeed later
  * (database down, a user not created yet) or never (invalid item): the broker retries, then dead-letters.
  */
 export async function processWebhookItem (deps: ProcessDeps, routingKey: string, content: Buffer): Promise<ProcessOutcome> {
@@ -59,19 +59,19 @@ async function applyTransaction (deps: ProcessDeps, item: unknown): Promise<Proc
 }
 
 /**
- * One statement, so one round trip and one transaction: the effect, then the keys it supersedes recorded as already
- * done (ON CONFLICT: an effect that did happen keeps its own record). ledger_apply locks the user's account first, so
+ * One statement, so one round trip and one transaction: the effect, then the keys it supersedes claimed by empty
+ * transfers (ON CONFLICT: an effect that did happen keeps its own record). ledger_apply locks the user's account first, so
  * a JIT decision for the same account waits for this commit and then sees the superseding record.
  */
 export async function applyLedgerEffect (db: Queryable, effect: LedgerEffect, supersedes: string[] = []): Promise<LedgerResult> {
   const { rows } = await db.query<{ r: LedgerResult }>(
     `WITH applied AS (SELECT ledger_apply($1::jsonb) AS r),
           superseded AS (
-            INSERT INTO effects (effect_key, result)
-            SELECT k, jsonb_build_object('status', 'superseded', 'approved_minor', 0, 'by', $3::text)
+            INSERT INTO transfers (id, kind, code, reference)
+            SELECT k, 'void', 'superseded', $3::text
               FROM applied, unnest($2::text[]) k
              WHERE applied.r->>'status' = 'applied'
-            ON CONFLICT (effect_key) DO NOTHING)
+            ON CONFLICT (id) DO NOTHING)
      SELECT r FROM applied`, [JSON.stringify(effect), supersedes, effect.effect_key])
   return rows[0].r
 }

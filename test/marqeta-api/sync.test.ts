@@ -45,8 +45,8 @@ test('sync imports users, cards, states and controls; re-runs change nothing; ba
 
   const ledger = async (): Promise<unknown> => (await db.query(
     `SELECT (SELECT json_agg(a ORDER BY a.id) FROM accounts a WHERE a.user_token = ANY($1)) AS accounts,
-            (SELECT count(*) FROM entries e JOIN accounts a ON a.id IN (e.debit_account_id, e.credit_account_id)
-              WHERE a.user_token = ANY($1)) AS entries`, [[a.user, b, c, d.user]])).rows[0]
+            (SELECT count(*) FROM transfers t JOIN accounts a ON a.id IN (t.debit_account_id, t.credit_account_id)
+              WHERE a.user_token = ANY($1)) AS transfers`, [[a.user, b, c, d.user]])).rows[0]
   const before = await ledger()
   const state = async (): Promise<Record<string, string | null>> => {
     const { rows } = await db.query(

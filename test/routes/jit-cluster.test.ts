@@ -26,7 +26,7 @@ t.test('two instances on one database: no overdraft and no double effect across 
   const shared = uniq('clu-dup')
   const copies = await Promise.all(Array.from({ length: 20 }, (_v, i) => post(i, shared)))
   t.same([...new Set(copies.map((r) => `${r.statusCode} ${r.body}`))].map((x) => x.slice(0, 3)), ['200'], 'every copy got the same approval')
-  const dupHolds = await a.db.query('SELECT count(*)::int AS n, sum(amount)::int AS amount FROM holds WHERE jit_token = $1', [shared])
+  const dupHolds = await a.db.query('SELECT count(*)::int AS n, sum(amount)::int AS amount FROM hold_states WHERE jit_token = $1', [shared])
   t.same(dupHolds.rows[0], { n: 1, amount: 100 }, 'the token copied across both instances held once')
 
   // 100 new tokens for the 49.00 left, 10 at a time, alternating instances.
@@ -38,7 +38,7 @@ t.test('two instances on one database: no overdraft and no double effect across 
   t.equal(approved, 49, 'exactly the funds are approved')
 
   const { rows } = await a.db.query(`SELECT credits_posted - debits_posted - debits_pending AS available,
-      (SELECT count(*)::int FROM holds WHERE user_token = $1) AS holds FROM accounts WHERE user_token = $1`, [user])
+      (SELECT count(*)::int FROM hold_states WHERE user_token = $1) AS holds FROM accounts WHERE user_token = $1`, [user])
   t.equal(Number(rows[0].available), 0, 'available is exactly the funds minus the approvals')
   t.equal(rows[0].holds, 50, 'one hold per approval, nothing twice')
 })

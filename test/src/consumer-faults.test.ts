@@ -54,7 +54,7 @@ t.test('a clearing webhook accepted while PostgreSQL is down is applied once it 
   t.comment(`applied ${Date.now() - restoredAt} ms after PostgreSQL came back (outage ${OUTAGE_MS} ms, ${attemptsWhileDown} tries while down)`)
   t.match(await holdOf(direct, auth), { status: 'POSTED', posted: 35_00, remaining: 0 })
   t.same(await balances(direct, user), { available: 65_00, ledger: 65_00, pending: 0, debitsPosted: 35_00, creditsPosted: 100_00 })
-  const { rows } = await direct.query('SELECT count(*)::int AS n FROM effects WHERE effect_key = $1', [`${clearingJit}:post`])
+  const { rows } = await direct.query('SELECT count(*)::int AS n FROM transfers WHERE id = $1', [`${clearingJit}:post`])
   t.equal(rows[0].n, 1, 'one effect')
   t.equal(await queueDepth(`${queues.webhooks}.dlq`), 0, 'nothing dead-lettered')
   t.equal(await counterValue(app.telemetry.consumerDeadLetters, { queue: queues.webhooks }), 0)

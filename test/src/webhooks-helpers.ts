@@ -93,13 +93,15 @@ export async function balances (db: Queryable, user: string, currency = 'USD'): 
 }
 
 export async function holdOf (db: Queryable, jit: string): Promise<{ status: string, amount: number, remaining: number, posted: number } | undefined> {
-  const { rows } = await db.query('SELECT status, amount, remaining, posted FROM holds WHERE jit_token = $1', [jit])
+  const { rows } = await db.query('SELECT status, amount, remaining, posted FROM hold_states WHERE jit_token = hold_root($1)', [jit])
   if (rows.length === 0) return undefined
   return { status: rows[0].status, amount: Number(rows[0].amount), remaining: Number(rows[0].remaining), posted: Number(rows[0].posted) }
 }
 
 export async function effectExists (db: Queryable, key: string): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM effects WHERE effect_key = $1', [key])
+  // An effect is a transfer with the key as its id, or, for a JIT token's hold, the decision that holds the money.
+  const { rowCount } = await db.query(`SELECT 1 FROM transfers WHERE id = $1
+    UNION ALL SELECT 1 FROM decisions WHERE $1 LIKE '%:hold' AND jit_token = left($1, -5) AND hold_minor IS NOT NULL`, [key])
   return (rowCount ?? 0) > 0
 }
 

@@ -30,8 +30,8 @@ t.test('webhooks through the queue', async (t) => {
     await processed('transactions', clearing.transactions[0], 3)
     t.same(await balances(db, user), { available: 42_58, ledger: 42_58, pending: 0, debitsPosted: 57_42, creditsPosted: 100_00 })
     t.match(await holdOf(db, tok['jit-0001']), { status: 'POSTED', amount: 52_17, remaining: 0, posted: 50_17 })
-    const { rows } = await db.query('SELECT phase, amount FROM entries WHERE effect_key = $1 ORDER BY id', [`${tok['jit-0005']}:post`])
-    t.same(rows.map((r: any) => [r.phase, Number(r.amount)]), [['release', 52_17], ['posted', 50_17]], 'one release and one posting')
+    const { rows } = await db.query('SELECT kind, released, amount FROM transfers WHERE id LIKE $1', [`${tok['jit-0005']}:post%`])
+    t.same(rows.map((r: any) => [r.kind, Number(r.released), Number(r.amount)]), [['post', 52_17, 50_17]], 'one transfer: the hold released, the clearing posted')
 
     // The same clearing once more, later: still nothing.
     t.equal((await postWebhook(app, clearing)).statusCode, 200)

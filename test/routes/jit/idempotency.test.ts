@@ -50,7 +50,7 @@ t.test('50 concurrent copies of one token: one hold and 50 identical answers', a
   t.equal(await holdCount(db, ch.user), 1)
   t.match(await holdOf(db, body.gpa_order.jit_funding.token), { amount: 777, remaining: 777, status: 'PENDING' })
   t.match(await account(db, ch.user), { debits_pending: 777, available: 10_000 - 777 })
-  const { rows } = await db.query('SELECT count(*)::int AS n FROM entries WHERE jit_token = $1', [body.gpa_order.jit_funding.token])
+  const { rows } = await db.query('SELECT count(*)::int AS n FROM hold_states WHERE jit_token = $1', [body.gpa_order.jit_funding.token])
   t.equal(rows[0].n, 1, 'one journal entry')
   t.match(await decisionOf(db, body.gpa_order.jit_funding.token), { result: 'approved', status_code: 200 })
   t.same((await auditLedger(db, { userTokens: [ch.user] })).violations, [])
@@ -87,8 +87,7 @@ t.test('100 authorizations of 1.00 on 50.00, 10 at a time: exactly 50 approved, 
   t.same(after, { credits_posted: 5000, debits_posted: 0, debits_pending: 5000, available: 0 })
   t.equal(await holdCount(db, ch.user), 50)
   // The journal agrees with the columns.
-  const { rows } = await db.query(`SELECT coalesce(sum(e.amount), 0)::int AS pending FROM entries e JOIN accounts a ON a.id = e.debit_account_id
-                                    WHERE a.user_token = $1 AND e.phase = 'pending'`, [ch.user])
+  const { rows } = await db.query(`SELECT coalesce(sum(hold_minor), 0)::int AS pending FROM decisions WHERE user_token = $1`, [ch.user])
   t.equal(rows[0].pending, 5000)
   t.same((await auditLedger(db, { userTokens: [ch.user] })).violations, [])
 })

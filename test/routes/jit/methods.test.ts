@@ -23,13 +23,14 @@ t.test('a stand-in authorization is approved with no funds, and the overdraft is
   const token = body.gpa_order.jit_funding.token
   t.same(await account(db, ch.user), { credits_posted: 500, debits_posted: 0, debits_pending: 2000, available: -1500 })
   t.match(await holdOf(db, token), { amount: 2000, status: 'PENDING' })
-  const { rows: forced } = await db.query('SELECT forced FROM holds WHERE jit_token = $1', [token])
+  const { rows: forced } = await db.query('SELECT forced FROM hold_states WHERE jit_token = $1', [token])
   t.equal(forced[0].forced, true)
-  const { rows: effects } = await db.query('SELECT result FROM effects WHERE effect_key = $1', [`${token}:hold`])
-  t.equal(effects[0].result.overdrawn, true)
-  const { rows: events } = await db.query(`SELECT payload FROM outbox WHERE routing_key = 'ledger.overdrawn' AND payload->>'jit_token' = $1`, [token])
-  t.equal(events.length, 1, 'published as an event')
-  t.equal(events[0].payload.available_minor, -1500)
+  const { rows: decision } = await db.query('SELECT overdrawn FROM decisions WHERE jit_token = $1', [token])
+  t.equal(decision[0].overdrawn, true)
+  // The row the relay publishes as ledger.overdrawn (src/events.ts).
+  const { rows: events } = await db.query(`SELECT reference FROM transfers WHERE code = 'overdrawn' AND jit_token = $1`, [token])
+  t.equal(events.length, 1, 'recorded for the ledger.overdrawn event')
+  t.equal(Number(events[0].reference), -1500)
   t.equal((await app.telemetry.ledgerOverdrawn.get()).values[0]?.value, overdrawnBefore + 1, 'counted in ledger_overdrawn_total')
 
   // A replay moves nothing and counts nothing.

@@ -1,7 +1,8 @@
 import t from 'tap'
 import pg from 'pg'
-import { callJitDecide, decideJit, STALE_CONTEXT, type DecisionDeps } from '../../../src/jit/decide.js'
-import { JitBatcher, type LedgerCall } from '../../../src/jit/batcher.js'
+import { decideJit, type DecisionDeps } from '../../../src/jit/decide.js'
+import { JitBatcher } from '../../../src/jit/batcher.js'
+import { callJitDecide, STALE_CONTEXT, type LedgerCall } from '../../../src/jit/ledger-call.js'
 import { PgContextSource, type ContextParts, type ContextSource } from '../../../src/jit/context.js'
 import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
 import { TEST_DATABASE_URL, eventually } from '../../helper.js'
@@ -35,7 +36,7 @@ t.test('a stale item in a batch gets its stale answer alone; the others of the b
     if (calls++ === 0) await firstHeld
     return await callJitDecide(pool, call, deadlineAt)
   }
-  const batcher = new JitBatcher(pool, single, { maxBatch: 10, maxInFlight: 1, lockTimeoutMs: 50 })
+  const batcher = new JitBatcher(pool, single, { maxBatch: 10, maxInFlight: 1, maxQueue: 1000, lockTimeoutMs: 50 })
   let queued = 0
   const ledger: LedgerCall = async (call, at) => {
     queued++

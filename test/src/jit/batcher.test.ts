@@ -1,7 +1,8 @@
 import t from 'tap'
 import pg from 'pg'
-import { callJitDecide, decideJit, STALE_CONTEXT, type DecisionDeps } from '../../../src/jit/decide.js'
-import { JitBatcher, type LedgerCall } from '../../../src/jit/batcher.js'
+import { decideJit, type DecisionDeps } from '../../../src/jit/decide.js'
+import { JitBatcher } from '../../../src/jit/batcher.js'
+import { callJitDecide, STALE_CONTEXT, type LedgerCall } from '../../../src/jit/ledger-call.js'
 import { PgContextSource } from '../../../src/jit/context.js'
 import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
 import { TEST_DATABASE_URL, eventually, uniq } from '../../helper.js'
@@ -24,7 +25,7 @@ function batcher (o: { maxBatch?: number, maxInFlight?: number } = {}): { batche
     if (!staleTokens.has(tokenOf(call))) singles++
     return await callJitDecide(pool, call, deadlineAt)
   }
-  const b = new JitBatcher(pool, single, { maxBatch: o.maxBatch ?? 10, maxInFlight: o.maxInFlight ?? 1, lockTimeoutMs: 50 })
+  const b = new JitBatcher(pool, single, { maxBatch: o.maxBatch ?? 10, maxInFlight: o.maxInFlight ?? 1, maxQueue: 1000, lockTimeoutMs: 50 })
   const decide: LedgerCall = async (call, deadlineAt) => {
     const row = await b.decide(call, deadlineAt)
     if (row?.status_code === STALE_CONTEXT) staleTokens.add(tokenOf(call))

@@ -1,6 +1,7 @@
 import t from 'tap'
 import pg from 'pg'
-import { callJitDecide, decideJit, LedgerUnavailableError, type DecisionDeps } from '../../../src/jit/decide.js'
+import { decideJit, type DecisionDeps } from '../../../src/jit/decide.js'
+import { callJitDecide, LedgerUnavailableError } from '../../../src/jit/ledger-call.js'
 import { PgContextSource } from '../../../src/jit/context.js'
 import { jitFundingOf, type Transaction } from '../../../src/marqeta.js'
 import { TEST_DATABASE_URL, uniq } from '../../helper.js'
@@ -149,7 +150,7 @@ t.test('a decision on a stale context is refused by the ledger, made again on a 
   t.same(fresh, [false, true], 'the second context came straight from PostgreSQL')
   t.equal(calls.length, 2)
   t.equal(calls[0].decline_reason, undefined, 'the stale context would have approved')
-  const { rows } = await pool.query('SELECT count(*)::int AS n FROM holds WHERE user_token = $1', [ch.user])
+  const { rows } = await pool.query('SELECT count(*)::int AS n FROM hold_states WHERE user_token = $1', [ch.user])
   t.equal(rows[0].n, 0, 'no hold')
 
   // The reverse: a stale SUSPENDED decline does not stand either.

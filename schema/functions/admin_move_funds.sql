@@ -1,11 +1,5 @@
--- Admin loads and unloads in one statement (DESIGN §3 "one round trip"): the Idempotency-Key row, the ledger movement
--- and the exact answer a replay gets. The user's account row stays locked only for this statement and its commit,
--- so 200 concurrent unloads on one account take ~1 ms each instead of several client round trips each.
-
--- Minor units as a fixed decimal string ("12.50"; "500" for a currency without decimals), like formatMinor in src/money.ts.
-CREATE FUNCTION format_minor(p_minor bigint, p_exponent int) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-  SELECT round(p_minor::numeric / (10::numeric ^ p_exponent), p_exponent)::text $$;
-
+-- Admin loads and unloads in one statement: the Idempotency-Key row, the ledger movement and the exact answer a
+-- replay gets, so the account row stays locked only for this statement and its commit.
 /*
  * p: {direction: loads|unloads, scope, key, fingerprint, token, user_token, currency_code, amount_minor, exponent}.
  * Returns (status_code, response, replayed):
@@ -14,7 +8,7 @@ CREATE FUNCTION format_minor(p_minor bigint, p_exponent int) RETURNS text LANGUA
  *   201 | 409     the answer, stored with the key; a replay returns the stored one
  * A concurrent request with the same key waits on the key's unique index, then reads the stored answer.
  */
-CREATE FUNCTION admin_move_funds(p jsonb) RETURNS TABLE (status_code int, response jsonb, replayed boolean)
+CREATE OR REPLACE FUNCTION admin_move_funds(p jsonb) RETURNS TABLE (status_code int, response jsonb, replayed boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_kind text := CASE p->>'direction' WHEN 'loads' THEN 'load' WHEN 'unloads' THEN 'unload' END;

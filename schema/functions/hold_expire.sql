@@ -1,0 +1,13 @@
+-- Expires the hold placed by `p_root` if it is still pending and past its expiry. Returns the amount released.
+CREATE OR REPLACE FUNCTION hold_expire(p_root text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_account bigint;
+  h holds;
+BEGIN
+  SELECT s.account_id INTO v_account FROM hold_states s WHERE s.jit_token = p_root;
+  IF v_account IS NULL THEN RETURN 0; END IF;
+  PERFORM 1 FROM accounts WHERE id = v_account FOR UPDATE;
+  h := hold_lock(p_root);
+  IF h.status IS DISTINCT FROM 'PENDING' OR h.expires_at > now() THEN RETURN 0; END IF;
+  RETURN hold_release(h, NULL, 'EXPIRED', p_root || ':expire', 'hold.expired', p_root, NULL);
+END $$;
