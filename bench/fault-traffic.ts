@@ -253,34 +253,36 @@ export async function replayAnswers (baseUrl: string, creds: Credentials, answer
 }
 
 /**
- * Each accepted webhook's effect, found by its key: one effects record, and ledger entries moving exactly the
- * reported money once (a clearing posts its amount; a void releases the whole hold). Waits until `deadline` for
- * effects still queued.
+ * Each accepted webhook's effect, found in the ledger (transfers, hold_states): its transfer under its key (the id is
+ * the exactly-once key), the hold it settles or voids resolved, and the hold's transfers releasing exactly what was
+ * held, once (a clearing posts its amount and releases the hold; a void releases the whole hold). Waits until
+ * `deadline` for effects still queued.
  */
 export async function checkWebhooks (pool: pg.Pool, accepted: AcceptedWebhook[], deadline: number): Promise<CheckResult> {
   const failures: string[] = []
   let pending = accepted
   let last = new Map<string, string>()
   for (;;) {
-    const keys = pending.map((w) => w.effectKey)
-    const { rows } = await pool.query<{ effect_key: string, status: string | null, posted: string, released: string, entries: number }>(
-      `SELECT k AS effect_key, f.result->>'status' AS status,
-              coalesce(sum(e.amount) FILTER (WHERE e.phase = 'posted'), 0)::text AS posted,
-              coalesce(sum(e.amount) FILTER (WHERE e.phase = 'release'), 0)::text AS released,
-              count(e.*)::int AS entries
-         FROM unnest($1::text[]) k
-         LEFT JOIN effects f ON f.effect_key = k
-         LEFT JOIN entries e ON e.effect_key = k
-        GROUP BY k, f.result`, [keys])
+    const { rows } = await pool.query<{ effect_key: string, kind: string | null, amount: string, hold_status: string | null, held: string | null, posted: string | null, released: string }>(
+      `SELECT k.key AS effect_key, t.kind, t.amount::text, h.status AS hold_status, h.amount::text AS held, h.posted::text,
+              (SELECT coalesce(sum(r.released), 0) FROM transfers r WHERE r.hold_jit_token = k.hold AND r.kind IN ('post', 'void'))::text AS released
+         FROM unnest($1::text[], $2::text[]) k(key, hold)
+         LEFT JOIN transfers t ON t.id = k.key
+         LEFT JOIN hold_states h ON h.jit_token = k.hold`, [pending.map((w) => w.effectKey), pending.map((w) => w.holdToken)])
     const byKey = new Map(rows.map((r) => [r.effect_key, r]))
     last = new Map()
     const still: AcceptedWebhook[] = []
     for (const w of pending) {
       const r = byKey.get(w.effectKey)
-      if (r?.status === undefined || r.status === null) { still.push(w); continue }
-      const moved = BigInt(w.kind === 'post' ? r.posted : r.released)
-      if (r.status !== 'applied') last.set(w.effectKey, `status ${r.status}`)
-      else if (moved !== w.amountMinor) last.set(w.effectKey, `${w.kind === 'post' ? 'posted' : 'released'} ${moved} minor units, expected ${w.amountMinor} (applied more or less than once)`)
+      if (r?.kind === undefined || r.kind === null) { still.push(w); continue }
+      const want = w.kind === 'post' ? { kind: 'post', status: 'POSTED', posted: w.amountMinor } : { kind: 'void', status: 'VOIDED', posted: 0n }
+      const problems: string[] = []
+      if (r.kind !== want.kind) problems.push(`its transfer is a ${r.kind}, expected a ${want.kind}`)
+      if (w.kind === 'post' && BigInt(r.amount) !== w.amountMinor) problems.push(`posted ${r.amount} minor units, expected ${w.amountMinor}`)
+      if (r.hold_status !== want.status) problems.push(`hold ${w.holdToken} is ${r.hold_status ?? 'missing'}, expected ${want.status}`)
+      else if (BigInt(r.posted ?? '0') !== want.posted) problems.push(`hold ${w.holdToken} posted ${r.posted}, expected ${want.posted}`)
+      if (r.held !== null && BigInt(r.released) !== BigInt(r.held)) problems.push(`hold ${w.holdToken} of ${r.held} released ${r.released} in all (applied more or less than once)`)
+      if (problems.length > 0) last.set(w.effectKey, problems.join('; '))
     }
     pending = still
     if (pending.length === 0 || Date.now() > deadline) break

@@ -7,7 +7,7 @@
  *   - recovery: /ready answers 200 again (time reported) and /health shows every store up, with no hand restart
  *     (same process) except after the kill;
  *   - every JIT answer given (200 or 402) is given again, byte for byte, when the token is replayed;
- *   - every webhook answered 200 is applied exactly once (its effect record and ledger entries, by effect key);
+ *   - every webhook answered 200 is applied exactly once (its transfer under its effect key, its hold resolved);
  *   - every decision is archived (GET /v1/transactions/:token lists its messages). The embedded MongoDB lives in
  *     the service's process, so a kill loses what it had archived: those are counted and reported, not failed;
  *   - the ledger audit (src/audit.ts) is clean; the simulator's reconciliation matches every balance to the cent.
@@ -320,7 +320,7 @@ async function auditDatabase (): Promise<{ ok: boolean, note: string }> {
     const client = await pool!.connect()
     try {
       const { violations, checked } = await auditSnapshot(client)
-      const scope = `${checked.accounts} accounts, ${checked.holds} holds, ${checked.entries} entries`
+      const scope = `${checked.accounts} accounts, ${checked.holds} holds, ${checked.transfers} transfers`
       if (violations.length === 0) return { ok: true, note: `audit clean (${scope})` }
       return { ok: false, note: `audit: ${violations.length} violation(s) in ${scope}: ${violations.slice(0, 10).map((v) => `[${v.check}] ${v.message}`).join('; ')}` }
     } finally {

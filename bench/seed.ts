@@ -2,11 +2,14 @@ import type pg from 'pg'
 
 /**
  * Bench data created straight in SQL, in bulk, with tokens unique to the run (so re-runs never collide and earlier
- * runs' rows can stay). Funds go through ledger_apply (a forced credit per user), so the journal and the account
+ * runs' rows can stay). Funds go through ledger_apply (a forced credit per user), so the transfers and the account
  * columns agree and the ledger audit stays clean.
  */
 
 export interface Population {
+  /** User i is `${userPrefix}${i}`, its card j `${cardPrefix}${i}-${j}`. */
+  userPrefix: string
+  cardPrefix: string
   /** Every (user, card) pair of the many-users population. */
   pairs: Array<[string, string]>
   users: string[]
@@ -56,5 +59,5 @@ export async function seedPopulation (pool: pg.Pool, o: SeedOptions): Promise<Po
   }
   const corporatePairs: Array<[string, string]> = []
   for (let j = 0; j < o.corporateCards; j++) corporatePairs.push([corporateUser, `${corporateCardPrefix}${j}`])
-  return { pairs, users, corporateUser, corporatePairs }
+  return { userPrefix, cardPrefix, pairs, users, corporateUser, corporatePairs }
 }

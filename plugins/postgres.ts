@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import fastifyPostgres from '@fastify/postgres'
 import { Database } from '../src/db.js'
-import { migrate } from '../src/migrate.js'
+import { migrate, SchemaMismatchError } from '../src/migrate.js'
 import { redactUrl } from '../src/config.js'
 
 declare module 'fastify' {
@@ -61,8 +61,10 @@ export default fp(async (app) => {
       if (applied.length > 0) app.log.info({ applied }, 'migrations applied')
       break
     } catch (err) {
+      // The schema files and the database disagree: no retry changes that, and the message says what to do.
+      if (err instanceof SchemaMismatchError) throw err
       const message = (err as Error).message
-      if (message.startsWith('migration ') || Date.now() > deadline) {
+      if (message.startsWith('migration ') || message.startsWith('function file ') || Date.now() > deadline) {
         throw new Error(`PostgreSQL unavailable at ${redactUrl(config.DATABASE_URL)}: ${message}`)
       }
       app.log.warn({ attempt, err: message }, 'PostgreSQL not reachable yet; retrying')
