@@ -19,7 +19,7 @@ export async function runAudit (env?: Record<string, unknown>, out: CliOutput = 
       const client = await pool.connect()
       try {
         const { violations, checked } = await auditSnapshot(client)
-        const scope = `${checked.accounts} accounts, ${checked.holds} holds, ${checked.entries} entries`
+        const scope = `${checked.accounts} accounts, ${checked.holds} holds, ${checked.transfers} transfers`
         if (violations.length === 0) {
           out.log(`audit clean: ${scope} checked in ${url}`)
           return 0

@@ -105,8 +105,8 @@ export async function getDecision (db: Queryable, mongo: Db | undefined, jitToke
     db.query(`SELECT ${DECISION_COLUMNS} FROM decisions d WHERE d.jit_token = $1`, [jitToken]),
     db.query(
       `SELECT h.jit_token, h.status, h.amount::text, h.remaining::text, h.posted::text, a.currency_code, h.created_at, h.expires_at, h.resolved_at
-         FROM holds h JOIN accounts a ON a.id = h.account_id
-        WHERE h.id = coalesce((SELECT hold_id FROM hold_tokens WHERE jit_token = $1), (SELECT id FROM holds WHERE jit_token = $1))`,
+         FROM hold_states h JOIN accounts a ON a.id = h.account_id
+        WHERE h.jit_token = hold_root($1)`,
       [jitToken]),
     archivedMessages(mongo, jitToken)
   ])

@@ -2,7 +2,7 @@ import type { Queryable } from '../db.js'
 
 export type LedgerKind = 'hold' | 'debit' | 'settle' | 'release' | 'void' | 'credit' | 'forced_debit'
 
-/** The argument of `ledger_apply` (migrations/002_ledger_functions.sql); amounts in minor units. */
+/** The argument of `ledger_apply` (schema/functions/ledger_apply.sql); amounts in minor units. */
 export interface LedgerEffect {
   kind: LedgerKind
   effect_key: string
@@ -47,7 +47,6 @@ export async function applyLedger (db: Queryable, effect: LedgerEffect): Promise
 
 /** Expires the hold created by `jitToken` if it is pending and past its expiry; returns the amount released. */
 export async function expireHold (db: Queryable, jitToken: string): Promise<bigint> {
-  const { rows } = await db.query<{ released: string | null }>(
-    'SELECT hold_expire(id)::text AS released FROM holds WHERE jit_token = $1', [jitToken])
+  const { rows } = await db.query<{ released: string | null }>('SELECT hold_expire($1)::text AS released', [jitToken])
   return BigInt(rows[0]?.released ?? 0)
 }

@@ -16,7 +16,7 @@ export interface FundsMove {
   amount_minor: bigint
   /** Exactly-once key of the movement. */
   effect_key: string
-  /** Recorded as the entry's transaction token and in the event. */
+  /** Recorded as the transfer's reference and in the event. */
   reference?: string
 }
 
@@ -41,19 +41,19 @@ function toAccountState (raw: Record<string, string> | undefined): AccountState 
   }
 }
 
-async function move (db: Queryable, fn: 'ledger_load' | 'ledger_unload', m: FundsMove): Promise<FundsResult> {
-  if (m.amount_minor <= 0n) throw new RangeError(`${fn}: amount_minor must be positive`)
+async function move (db: Queryable, kind: 'load' | 'unload', m: FundsMove): Promise<FundsResult> {
+  if (m.amount_minor <= 0n) throw new RangeError(`${kind}: amount_minor must be positive`)
   const payload = JSON.stringify({ ...m, amount_minor: m.amount_minor.toString() })
-  const { rows } = await db.query<{ r: Record<string, any> }>(`SELECT ${fn}($1::jsonb) AS r`, [payload])
+  const { rows } = await db.query<{ r: Record<string, any> }>('SELECT ledger_admin_move($1::jsonb, $2) AS r', [payload, kind])
   const r = rows[0].r
   return { status: r.status, reason: r.reason, account: toAccountState(r.account) }
 }
 
 /** Credits the user's account from the program funding account (created on first use). */
-export const load = async (db: Queryable, m: FundsMove): Promise<FundsResult> => await move(db, 'ledger_load', m)
+export const load = async (db: Queryable, m: FundsMove): Promise<FundsResult> => await move(db, 'load', m)
 
 /** Debits the user's account to the program funding account; declined (no effect) when available < amount. */
-export const unload = async (db: Queryable, m: FundsMove): Promise<FundsResult> => await move(db, 'ledger_unload', m)
+export const unload = async (db: Queryable, m: FundsMove): Promise<FundsResult> => await move(db, 'unload', m)
 
 /** The user's accounts, one per currency, ordered by currency. */
 export async function userAccounts (db: Queryable, userToken: string): Promise<AccountState[]> {

@@ -9,8 +9,9 @@ t.test('loads and unloads', async (t) => {
   const move = async (direction: 'loads' | 'unloads', user: string, payload: unknown, key: string | null = uniq('key'), headers: Record<string, string> = adminHeaders) =>
     await adminCall(app, 'POST', `/v1/users/${user}/${direction}`, payload, key === null ? headers : { ...headers, 'idempotency-key': key })
   const balances = async (user: string) => (await adminCall(app, 'GET', `/v1/users/${user}/balances`)).json()
+  // The relay publishes ledger.<code> from each transfer row (DESIGN §7): a movement's event is its transfer.
   const events = async (user: string, routingKey: string): Promise<number> =>
-    Number((await app.db.query("SELECT count(*) FROM outbox WHERE routing_key = $1 AND payload->>'user_token' = $2", [routingKey, user])).rows[0].count)
+    Number((await app.db.query("SELECT count(*) FROM transfers WHERE 'ledger.' || code = $1 AND user_token = $2", [routingKey, user])).rows[0].count)
 
   await t.test('a load credits the account and answers its balances as decimal strings', async (t) => {
     const user = await newUser()
@@ -24,7 +25,7 @@ t.test('loads and unloads', async (t) => {
       balances: { USD: { currency_code: 'USD', available_balance: '12.50', ledger_balance: '12.50', pending_holds: '0.00' } }
     })
     t.same(Object.keys(body.balances), ['USD'], 'the balances of that currency only')
-    t.equal(await events(user, 'ledger.load'), 1, 'a ledger.load event in the outbox')
+    t.equal(await events(user, 'ledger.load'), 1, 'one load transfer, published as ledger.load')
     const jpy = await move('loads', user, { amount: '500', currency_code: 'JPY' })
     t.match(jpy.json(), { amount: '500', balances: { JPY: { available_balance: '500' } } }, 'a currency without decimals')
     const bhd = await move('loads', user, { amount: '1.005', currency_code: 'BHD' })

@@ -4,6 +4,7 @@ import { applyLedger } from '../../../src/ledger/apply.js'
 import { archiveCollection } from '../../../src/archive.js'
 import type { Queryable } from '../../../src/db.js'
 import { adminCall } from './helper.js'
+import { decideHold } from '../../src/ledger/helper.js'
 
 /** A decision row as the JIT path records it (test fixture: the JIT route has its own tests). */
 async function decision (db: Queryable, d: { jit: string, user: string, card: string, result: string, status: number, amountMinor?: bigint, reason?: string, at: string, method?: string }): Promise<void> {
@@ -90,6 +91,15 @@ t.test('transactions', async (t) => {
     const dec = (await call(`/v1/transactions/${declined}`)).json()
     t.equal(dec.hold, null, 'a decline has no hold')
     t.match(dec, { decline_reason: 'INSUFFICIENT_FUNDS', status_code: 402 })
+
+    const decided = uniq('jit-h')
+    const increased = uniq('jit-hi')
+    await decideHold(app.db, { user, card, jit: decided, amountMinor: 3_00n })
+    t.match((await call(`/v1/transactions/${decided}`)).json().hold, { jit_token: decided, status: 'PENDING', amount: '3.00', remaining: '3.00', posted: '0.00', currency_code: 'USD', resolved_at: null },
+      'a hold that is still only its decision row')
+    await decideHold(app.db, { user, card, jit: increased, amountMinor: 1_50n, original: decided })
+    t.match((await call(`/v1/transactions/${increased}`)).json(), { jit_token: increased, amount: '1.50', hold: { jit_token: decided, amount: '4.50', remaining: '4.50' } },
+      'an incremental decision shows the hold it added to')
 
     const unknown = await call(`/v1/transactions/${uniq('nojit')}`)
     t.equal(unknown.statusCode, 404)

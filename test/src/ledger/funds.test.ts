@@ -5,7 +5,7 @@ import { formatMinor } from '../../../src/money.js'
 import { availableMinor, load, unload } from '../../../src/ledger/funds.js'
 import { newCardholder, testPool } from './helper.js'
 
-t.test('ledger_load and ledger_unload', async (t) => {
+t.test('loads and unloads through ledger_admin_move', async (t) => {
   const db = await testPool(t)
   const { user } = await newCardholder(db, 'fund')
   const move = (amount: bigint, key = uniq('fund-k')) => ({ user_token: user, currency_code: 'USD', amount_minor: amount, effect_key: key })
@@ -26,9 +26,9 @@ t.test('ledger_load and ledger_unload', async (t) => {
   await t.rejects(load(db, move(0n)), /positive/)
 
   const { rows } = await db.query(
-    `SELECT e.kind, e.phase, e.amount::text, a.user_token FROM entries e JOIN accounts a ON a.id = e.credit_account_id
-      WHERE e.effect_key = $1`, [key])
-  t.same(rows, [{ kind: 'load', phase: 'posted', amount: '1000', user_token: user }], 'the load is one journal entry crediting the user')
+    `SELECT t.kind, t.code, t.amount::text, a.user_token FROM transfers t JOIN accounts a ON a.id = t.credit_account_id
+      WHERE t.id = $1`, [key])
+  t.same(rows, [{ kind: 'single', code: 'load', amount: '1000', user_token: user }], 'the load is one posted transfer crediting the user')
 })
 
 t.test('format_minor in SQL writes amounts exactly like formatMinor', async (t) => {

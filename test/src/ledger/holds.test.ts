@@ -3,7 +3,7 @@ import { uniq } from '../../helper.js'
 import { applyLedger, expireHold, type LedgerEffect } from '../../../src/ledger/apply.js'
 import { availableMinor, ledgerMinor, load } from '../../../src/ledger/funds.js'
 import { auditLedger } from '../../../src/audit.js'
-import { account, holdOf, newCardholder, testPool } from './helper.js'
+import { account, ageHold, decideHold, holdOf, newCardholder, testPool } from './helper.js'
 
 t.test('the hold lifecycle through ledger_apply', async (t) => {
   const db = await testPool(t)
@@ -55,8 +55,8 @@ t.test('the hold lifecycle through ledger_apply', async (t) => {
     t.equal(r.status, 'applied')
     t.match(await holdOf(db, h1), { status: 'POSTED', posted: 35_00n }, 'the hold is resolved once')
     t.same(await balances(), { available: 60_00n, ledger: 60_00n, pending: 0n })
-    const { rows } = await db.query('SELECT kind, phase FROM entries WHERE jit_token = $1', [c2])
-    t.same(rows, [{ kind: 'post.unmatched', phase: 'posted' }])
+    const { rows } = await db.query('SELECT kind, code, amount::int FROM transfers WHERE jit_token = $1', [c2])
+    t.same(rows, [{ kind: 'single', code: 'post.unmatched', amount: 5_00 }])
   })
 
   const h2 = uniq('h2')
@@ -106,7 +106,7 @@ t.test('the hold lifecycle through ledger_apply', async (t) => {
     await apply({ kind: 'hold', jit_token: h5, amount_minor: 10_00n })
     t.equal(await expireHold(db, h5), 0n, 'not before its time')
     t.match(await holdOf(db, h5), { status: 'PENDING' })
-    await db.query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE jit_token = $1", [h5])
+    await ageHold(db, h5)
     t.equal(await expireHold(db, h5), 10_00n)
     t.match(await holdOf(db, h5), { status: 'EXPIRED', remaining: 0n })
     t.equal(await expireHold(db, h5), 0n, 'a hold resolves at most once')
@@ -138,4 +138,44 @@ t.test('the hold lifecycle through ledger_apply', async (t) => {
     t.same(violations, [])
     t.equal(checked.holds, 6, "h1, h2, h3, h4, h5 and the stand-in hold")
   })
+})
+
+t.test('a hold placed by a JIT decision is its decision row until its first change, then goes through the same lifecycle', async (t) => {
+  const db = await testPool(t)
+  const { user, card } = await newCardholder(db, 'dhold')
+  const base = { user_token: user, currency_code: 'USD', card_token: card }
+  await load(db, { user_token: user, currency_code: 'USD', amount_minor: 100_00n, effect_key: uniq('load') })
+  const rowOf = async (jit: string): Promise<number> => (await db.query('SELECT 1 FROM holds WHERE jit_token = $1', [jit])).rowCount ?? 0
+
+  const d1 = uniq('d1')
+  t.equal((await decideHold(db, { user, card, jit: d1, amountMinor: 30_00n })).status_code, 200)
+  t.match(await holdOf(db, d1), { id: d1, status: 'PENDING', amount: 30_00n, remaining: 30_00n, posted: 0n })
+  t.equal(await rowOf(d1), 0, 'no holds row yet')
+  t.equal((await db.query('SELECT 1 FROM transfers WHERE hold_jit_token = $1', [d1])).rowCount, 0, 'and no transfer: the decision is the hold')
+  t.match(await applyLedger(db, { ...base, kind: 'hold', jit_token: d1, effect_key: `${d1}:hold`, amount_minor: 30_00n }), { status: 'duplicate', approved_minor: 30_00n },
+    'the same hold arriving as a webhook is the decision\'s')
+
+  const d1i = uniq('d1i')
+  t.equal((await decideHold(db, { user, card, jit: d1i, amountMinor: 5_00n, original: d1 })).status_code, 200)
+  t.match(await holdOf(db, d1i), { id: d1, amount: 35_00n, remaining: 35_00n }, 'an incremental decision adds to the hold it names')
+  t.equal(await rowOf(d1), 1, 'which now has its row')
+  const partial = await applyLedger(db, { ...base, kind: 'release', jit_token: uniq('r'), effect_key: uniq('r'), original_jit_token: d1i, amount_minor: 15_00n })
+  t.equal(partial.approved_minor, 15_00n, 'a reversal naming the incremental releases from the original hold')
+  const settled = await applyLedger(db, { ...base, kind: 'settle', jit_token: uniq('c'), effect_key: uniq('c'), hold_tokens: [d1], amount_minor: 25_00n })
+  t.equal(settled.status, 'applied')
+  t.match(await holdOf(db, d1), { status: 'POSTED', amount: 35_00n, remaining: 0n, posted: 25_00n })
+
+  const d2 = uniq('d2')
+  await decideHold(db, { user, card, jit: d2, amountMinor: 10_00n })
+  t.equal(await expireHold(db, d2), 0n, 'not before its time')
+  t.match(await holdOf(db, d2), { status: 'PENDING', remaining: 10_00n })
+  await ageHold(db, d2)
+  t.equal(await expireHold(db, d2), 10_00n)
+  t.match(await holdOf(db, d2), { status: 'EXPIRED', remaining: 0n })
+
+  const a = await account(db, user)
+  t.same(a === undefined ? undefined : { available: availableMinor(a), ledger: ledgerMinor(a), pending: a.debits_pending }, { available: 75_00n, ledger: 75_00n, pending: 0n })
+  const { violations, checked } = await auditLedger(db, { userTokens: [user] })
+  t.same(violations, [])
+  t.equal(checked.holds, 2)
 })

@@ -5,17 +5,22 @@ import { uniq } from '../../helper.js'
 import { applyLedger, expireHold, type LedgerEffect } from '../../../src/ledger/apply.js'
 import { load, unload, type FundsMove } from '../../../src/ledger/funds.js'
 import { auditLedger } from '../../../src/audit.js'
-import { newCardholder, testPool } from './helper.js'
+import { ageHold, decideHold, newCardholder, testPool } from './helper.js'
+
+type DecidedHold = Parameters<typeof decideHold>[1]
 
 /*
  * Model-based test: random sequences of ledger operations run against PostgreSQL and against a plain in-memory model
  * of one cardholder's USD account; balances and every hold are compared after each step, the audit runs after each
- * sequence. Seed: FC_SEED, else random; printed either way.
+ * sequence. Holds are placed both ways the ledger places them: by a webhook (ledger_apply, a pending transfer) and by
+ * a JIT decision (jit_decide, the decision row), and then go through the same reversals, clearings, voids and expiry.
+ * Seed: FC_SEED, else random; printed either way.
  */
 
 type Op =
   | { op: 'load' | 'unload' | 'hold' | 'debit' | 'credit' | 'forced_debit', amount: number }
-  | { op: 'incremental' | 'release' | 'settle', target: number, amount: number }
+  | { op: 'jit_hold', amount: number }
+  | { op: 'incremental' | 'jit_incremental' | 'release' | 'settle', target: number, amount: number }
   | { op: 'void' | 'void_debit' | 'expire' | 'replay', target: number }
 
 const amount = fc.integer({ min: 1, max: 3_000 })
@@ -25,6 +30,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('unload' as const), amount }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('hold' as const), amount }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('incremental' as const), target, amount }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('jit_hold' as const), amount }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('jit_incremental' as const), target, amount }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('release' as const), target, amount }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('settle' as const), target, amount }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('void' as const), target }) },
@@ -38,7 +45,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 interface ModelHold { token: string, remaining: bigint, status: 'PENDING' | 'POSTED' | 'VOIDED' | 'EXPIRED' }
 
-type Call = { fn: 'apply', effect: LedgerEffect } | { fn: 'load' | 'unload', move: FundsMove }
+type Call = { fn: 'apply', effect: LedgerEffect } | { fn: 'load' | 'unload', move: FundsMove } | { fn: 'decide', hold: DecidedHold }
 
 /** What the ledger should do, in the simplest terms. */
 class Model {
@@ -68,8 +75,8 @@ async function observe (db: pg.Pool, user: string): Promise<{ available: bigint,
   const { rows: [r] } = await db.query(
     `SELECT (SELECT json_build_object('cp', credits_posted::text, 'dp', debits_posted::text, 'dpe', debits_pending::text)
                FROM accounts WHERE user_token = $1 AND currency_code = 'USD') AS a,
-            (SELECT coalesce(json_agg(json_build_object('token', jit_token, 'remaining', remaining::text, 'status', status) ORDER BY id), '[]')
-               FROM holds WHERE user_token = $1) AS holds`, [user])
+            (SELECT coalesce(json_agg(json_build_object('token', jit_token, 'remaining', remaining::text, 'status', status) ORDER BY jit_token COLLATE "C"), '[]')
+               FROM hold_states WHERE user_token = $1) AS holds`, [user])
   const a = r.a ?? { cp: '0', dp: '0', dpe: '0' }
   return {
     available: BigInt(a.cp) - BigInt(a.dp) - BigInt(a.dpe),
@@ -98,18 +105,23 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
     const base = { user_token: user, currency_code: 'USD', card_token: card }
     const call = async (c: Call): Promise<string> => {
       if (c.fn === 'apply') return (await applyLedger(db, c.effect)).status
+      if (c.fn === 'decide') {
+        // A JIT decision answers a replay with its first answer; the model calls that a duplicate.
+        const d = await decideHold(db, c.hold)
+        return d.replay ? 'duplicate' : d.status_code === 200 ? 'applied' : 'declined'
+      }
       return (c.fn === 'load' ? await load(db, c.move) : await unload(db, c.move)).status
     }
     const effect = (kind: LedgerEffect['kind'], jit: string, extra: Partial<LedgerEffect> = {}): Call =>
       ({ fn: 'apply', effect: { ...base, kind, jit_token: jit, effect_key: `${jit}:${kind}`, ...extra } })
     const pick = (list: string[], i: number): string => (list.length === 0 ? uniq('none') : list[i % list.length])
-    const key = (c: Call): string => (c.fn === 'apply' ? c.effect.effect_key : c.move.effect_key)
+    const key = (c: Call): string => (c.fn === 'apply' ? c.effect.effect_key : c.fn === 'decide' ? `${c.hold.jit}:hold` : c.move.effect_key)
 
     for (const [step, op] of ops.entries()) {
       steps++
       let c: Call | undefined
       let expected: string
-      const fresh = (!('target' in op)) || op.op === 'incremental' || op.op === 'release' || op.op === 'settle' ? uniq('mbt-j') : ''
+      const fresh = (!('target' in op)) || op.op === 'incremental' || op.op === 'jit_incremental' || op.op === 'release' || op.op === 'settle' ? uniq('mbt-j') : ''
       switch (op.op) {
         case 'load': {
           c = { fn: 'load', move: { ...base, amount_minor: BigInt(op.amount), effect_key: uniq('mbt-load') } }
@@ -122,9 +134,14 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
           break
         }
         case 'hold':
-        case 'incremental': {
-          const original = op.op === 'incremental' ? pick(m.tokens, op.target) : undefined
-          c = effect('hold', fresh, { amount_minor: BigInt(op.amount), ...(original !== undefined ? { original_jit_token: original } : {}) })
+        case 'incremental':
+        case 'jit_hold':
+        case 'jit_incremental': {
+          // A hold placed by a webhook (ledger_apply: a pending transfer) or by a JIT decision (its decision row).
+          const original = op.op === 'incremental' || op.op === 'jit_incremental' ? pick(m.tokens, op.target) : undefined
+          c = op.op === 'hold' || op.op === 'incremental'
+            ? effect('hold', fresh, { amount_minor: BigInt(op.amount), ...(original !== undefined ? { original_jit_token: original } : {}) })
+            : { fn: 'decide', hold: { user, card, jit: fresh, amountMinor: BigInt(op.amount), ...(original !== undefined ? { original } : {}) } }
           if (m.available < BigInt(op.amount)) { expected = 'declined'; break }
           expected = 'applied'
           const existing = original === undefined ? undefined : m.pendingHold(original)
@@ -187,7 +204,7 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
         case 'expire': {
           if (m.holds.length === 0) continue
           const h = m.holds[op.target % m.holds.length]
-          await db.query("UPDATE holds SET expires_at = now() - interval '1 second' WHERE jit_token = $1", [h.token])
+          await ageHold(db, h.token)
           await expireHold(db, h.token)
           if (h.status === 'PENDING') m.release(h, undefined, 'EXPIRED')
           expected = 'expired'
@@ -211,7 +228,7 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
       if (seen.available !== m.available || seen.ledger !== m.ledger) {
         throw new Error(`${where}: database available ${seen.available} ledger ${seen.ledger}, model ${m.available} / ${m.ledger}`)
       }
-      const modelHolds = m.holds.map((h) => ({ token: h.token, remaining: h.remaining, status: h.status }))
+      const modelHolds = m.holds.map((h) => ({ token: h.token, remaining: h.remaining, status: h.status })).sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0))
       if (JSON.stringify(seen.holds, (_k, v) => typeof v === 'bigint' ? v.toString() : v) !== JSON.stringify(modelHolds, (_k, v) => typeof v === 'bigint' ? v.toString() : v)) {
         throw new Error(`${where}: holds differ\n database ${JSON.stringify(seen.holds, (_k, v) => String(v))}\n model    ${JSON.stringify(modelHolds, (_k, v) => String(v))}`)
       }
