@@ -6,6 +6,8 @@
  *
  *   --only jit      just the PostgreSQL reference, the JIT authorization route (with and without the context cache)
  *                   and its ledger call alone (/bench/ledger)
+ *   --only pgbench  just the pgbench rows: the bare conditional UPDATE, and jit_decide called directly (one hold per
+ *                   call and ten per call, with and without the archived message) with its rows and WAL per decision
  *   --ci            short (3 s per route); exit 1 when JIT p99 >= 100 ms, Redis lookup p99 >= 5 ms, or any
  *                   unexpected status or socket error
  *   --repeat N      run the routes N times, interleaved (pg, jit, ledger, pg-r2, jit-r2, …), and report each ratio's
@@ -22,12 +24,14 @@ import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
-import referenceRoutes, { prepareReferenceTable, REDIS_KEY } from './reference-routes.js'
+import { relayLag } from '../src/event-relay.js'
+import referenceRoutes, { BENCH_TABLE, prepareReferenceTable, REDIS_KEY } from './reference-routes.js'
 import { seedPopulation, type Population } from './seed.js'
 import { basicAuth, pingBody } from './messages.js'
 import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
+import { decideScript, pgbench, updateScript, type PgbenchResult, type PgbenchScript, type WriteStats } from './pgbench.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -45,8 +49,9 @@ const { values: args } = parseArgs({
 
 const ci = args.ci === true
 const onlyJit = args.only === 'jit'
-if (args.only !== undefined && !onlyJit) {
-  console.error(`unknown --only ${args.only} (only "jit" is known)`)
+const onlyPgbench = args.only === 'pgbench'
+if (args.only !== undefined && !onlyJit && !onlyPgbench) {
+  console.error(`unknown --only ${args.only} ("jit" and "pgbench" are known)`)
   process.exit(2)
 }
 const num = (v: string | undefined, fallback: number): number => v === undefined ? fallback : Number(v)
@@ -61,7 +66,7 @@ const REFERENCE_ROWS = 10_000
 
 /** CI floors (the seed's budgets, DESIGN §10) and the goals, reported but not enforced. */
 const budget = { jitP99Ms: 100, redisP99Ms: 5 }
-const goal = { jitRatio: 0.6, jitP99Ms: 5, redisP99Ms: 1 }
+const goal = { jitRatio: 0.6, jitP99Ms: 5, redisP99Ms: 1, walBytesPerDecision: 1024 }
 
 interface Phase {
   name: string
@@ -75,6 +80,8 @@ interface Phase {
   address?: string
   /** A probe that returns a note when the route does not exist yet (then the phase is skipped). */
   probe?: () => Promise<string | undefined>
+  /** Run by pgbench against PostgreSQL directly instead of autocannon against the service. */
+  pgbench?: PgbenchScript
 }
 
 interface Row {
@@ -87,7 +94,11 @@ interface Row {
   unexpected?: Record<string, number>
   /** CPU ms per request: the service's main thread and the servers it used (bench/cpu.ts). */
   cpu?: CpuSnapshot
+  pgbench?: PgbenchResult
 }
+
+/** Requests (for pgbench rows: decisions, or UPDATEs) per second. */
+const rateOf = (row: Row | undefined): number | undefined => row?.result?.reqPerSec ?? row?.pgbench?.perSecond
 
 const loadAtStart = loadavg()[0]
 
@@ -134,13 +145,15 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   const notes: string[] = []
   const startBacklog = await drainOutbox(app)
   if (startBacklog !== undefined) notes.push(`at start: ${startBacklog}`)
-  const redisDirect = onlyJit ? undefined : await measureRedis(app)
+  const redisDirect = onlyJit || onlyPgbench ? undefined : await measureRedis(app)
   if (redisDirect !== undefined) {
     console.log(`Redis GET from the service's client, ${redisDirect.count} sequential: p50 ${redisDirect.p50.toFixed(3)} ms, p99 ${redisDirect.p99.toFixed(3)} ms` +
       (redisDirect.errors > 0 ? `, ${redisDirect.errors} failed (${redisDirect.firstError})` : ''))
   }
 
-  const once = definePhases(app, config, population, runId, uncachedAddress).filter((p) => !onlyJit || ['pg', 'jit', 'ledger', 'jit-nocache'].includes(p.name))
+  const once = definePhases(app, config, population, runId, uncachedAddress)
+    .filter((p) => !onlyJit || ['pg', 'jit', 'ledger', 'jit-nocache'].includes(p.name))
+    .filter((p) => !onlyPgbench || p.pgbench !== undefined)
   // Round k > 1 renames every phase and its reference with -r<k>, so that each ratio is taken within its own round.
   const inRound = (name: string, k: number): string => k === 1 ? name : `${name}-r${k}`
   const phases = Array.from({ length: repeat }, (_v, i) => once.map((p) => ({
@@ -159,22 +172,45 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     }
     const backlog = await drainOutbox(app)
     if (backlog !== undefined) notes.push(`before ${phase.name}: ${backlog}`)
+    if (phase.pgbench !== undefined) {
+      const script = phase.pgbench
+      const bench = (s: number): Promise<PgbenchResult> => pgbench(pool, script, { databaseUrl: config.DATABASE_URL, clients: connections, durationS: s })
+      await bench(warmupS)
+      const cpuBefore = cpuSnapshot()
+      row.pgbench = await bench(durationS)
+      const done = row.pgbench.transactions * Math.max(1, script.perCall)
+      row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), done)
+      const refRate = rateOf(rows.find((r) => r.name === phase.reference))
+      if (refRate !== undefined) row.ratio = row.pgbench.perSecond / refRate
+      const w = row.pgbench.writes
+      console.log(`- ${phase.name}: ${Math.round(row.pgbench.perSecond)} ${script.perCall > 0 ? 'decisions' : 'transactions'}/s (${Math.round(row.pgbench.tps)} tps), latency avg ${row.pgbench.latencyAvgMs.toFixed(2)} ms` +
+        (row.ratio !== undefined ? `, ${row.ratio.toFixed(2)} x ${phase.reference}` : '') +
+        (w !== undefined ? `, ${writesText(w)}` : '') + (row.pgbench.failed > 0 ? `, ${row.pgbench.failed} FAILED` : ''))
+      continue
+    }
     await load(phase.address ?? address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
     const cpuBefore = cpuSnapshot()
     row.result = await load(phase.address ?? address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
     row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), row.result.requests)
     const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
     if (Object.keys(unexpected).length > 0) row.unexpected = unexpected
-    const ref = rows.find((r) => r.name === phase.reference)?.result
-    if (ref !== undefined) row.ratio = row.result.reqPerSec / ref.reqPerSec
+    const refRate = rateOf(rows.find((r) => r.name === phase.reference))
+    if (refRate !== undefined) row.ratio = row.result.reqPerSec / refRate
     console.log(`- ${phase.name}: ${Math.round(row.result.reqPerSec)} req/s, p50 ${row.result.latency.p50.toFixed(2)} ms, p99 ${row.result.latency.p99.toFixed(2)} ms` +
       (row.ratio !== undefined ? `, ${row.ratio.toFixed(2)} x ${phase.reference}` : '') +
       (row.unexpected !== undefined ? `, UNEXPECTED ${JSON.stringify(row.unexpected)} e.g. ${JSON.stringify(row.result.sample)}` : ''))
     if (phase.name === 'jit') profiler = await app.profiler.snapshot().catch(() => undefined)
   }
 
+  if (rows.some((r) => r.pgbench?.writes !== undefined)) {
+    notes.push('writes per decision: heap rows are pg_stat_user_tables n_tup_ins + n_tup_upd of this database over the pgbench run ' +
+      '(the relay and any statistics other backends report late land in it too: see the tables); WAL is pg_current_wal_lsn over the ' +
+      'run, for the whole server, so other databases\' work counts when other benches run at the same time')
+  }
+
   const failures: string[] = []
   for (const row of rows) {
+    if (row.pgbench !== undefined && row.pgbench.failed > 0) failures.push(`${row.name}: ${row.pgbench.failed} pgbench transactions failed`)
     const r = row.result
     if (r === undefined) continue
     const phase = phases.find((p) => p.name === row.name)!
@@ -194,16 +230,29 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   })
   const jit = rows.find((r) => r.name === 'jit')
   const jitRatio = medians.find((m) => m.name === 'jit')?.median
+  const bareWrites = rows.find((r) => r.name === 'pgbench-decide-bare')?.pgbench?.writes
   const goals = {
+    wal_bytes_per_decision_without_request: bareWrites !== undefined
+      ? { value: Math.round(bareWrites.walBytesPerDecision), goal: goal.walBytesPerDecision, met: bareWrites.walBytesPerDecision <= goal.walBytesPerDecision }
+      : undefined,
     jit_ratio_vs_pg: jitRatio !== undefined ? { value: round(jitRatio), goal: goal.jitRatio, met: jitRatio >= goal.jitRatio } : undefined,
     jit_p99_ms: jit?.result !== undefined ? { value: round(jit.result.latency.p99), goal: goal.jitP99Ms, met: jit.result.latency.p99 <= goal.jitP99Ms } : undefined,
     redis_lookup_p99_ms: redisDirect !== undefined ? { value: round(redisDirect.p99, 3), goal: goal.redisP99Ms, met: redisDirect.p99 < goal.redisP99Ms } : undefined
   }
 
-  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio', 'CPU ms/req svc+pg+mq+redis']
+  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio', 'CPU ms/req svc+pg+mq+redis', 'writes per decision']
+  const cpuText = (cpu: CpuSnapshot | undefined): string => cpu !== undefined ? [cpu.service, cpu.postgres, cpu.rabbitmq, cpu.redis].map((ms) => ms.toFixed(2)).join('+') : ''
   const cells = rows.map((row): string[] => {
+    const p = row.pgbench
+    if (p !== undefined) {
+      // pgbench reports an average latency only; req/s is decisions/s for jit_decide, UPDATEs/s for the reference.
+      const phase = phases.find((ph) => ph.name === row.name)
+      const done = p.transactions * Math.max(1, phase?.pgbench?.perCall ?? 0)
+      return [`${row.name} (${row.route})`, Math.round(p.perSecond).toString(), `avg ${p.latencyAvgMs.toFixed(2)}`, '', '', '', done.toString(), '', '', '',
+        p.failed.toString(), row.ratio !== undefined ? `${row.ratio.toFixed(2)} x ${row.reference}` : '', cpuText(row.cpu), p.writes !== undefined ? writesText(p.writes) : '']
+    }
     const r = row.result
-    if (r === undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped ?? '', '']
+    if (r === undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped ?? '', '', '']
     const count = (pred: (code: number) => boolean): number => Object.entries(r.statuses).filter(([c]) => pred(Number(c))).reduce((a, [, n]) => a + n, 0)
     return [
       `${row.name} (${row.route})`,
@@ -218,7 +267,8 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       count((c) => (c < 200 || c >= 300) && c !== 402).toString(),
       (r.errors + r.timeouts).toString(),
       row.ratio !== undefined ? `${row.ratio.toFixed(2)} x ${row.reference}` : '',
-      row.cpu !== undefined ? [row.cpu.service, row.cpu.postgres, row.cpu.rabbitmq, row.cpu.redis].map((ms) => ms.toFixed(2)).join('+') : ''
+      cpuText(row.cpu),
+      ''
     ]
   })
 
@@ -240,7 +290,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   const report = {
     run_id: runId,
     finished_at: new Date().toISOString(),
-    mode: ci ? 'ci' : onlyJit ? 'jit' : 'full',
+    mode: ci ? 'ci' : onlyJit ? 'jit' : onlyPgbench ? 'pgbench' : 'full',
     settings: { connections, duration_s: durationS, warmup_s: warmupS, users: userCount, cards_per_user: cardsPerUser, corporate_cards: corporateCards, repeat },
     ratio_medians: repeat > 1 ? medians.map((m) => ({ ...m, median: m.median === undefined ? undefined : round(m.median, 3), ratios: m.ratios.map((r) => round(r, 3)) })) : undefined,
     environment,
@@ -260,7 +310,8 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       unexpected_statuses: row.unexpected,
       errors: row.result?.errors,
       timeouts: row.result?.timeouts,
-      cpu_ms_per_request: row.cpu !== undefined ? Object.fromEntries(Object.entries(row.cpu).map(([k, v]) => [k, round(v, 3)])) : undefined
+      cpu_ms_per_request: row.cpu !== undefined ? Object.fromEntries(Object.entries(row.cpu).map(([k, v]) => [k, round(v, 3)])) : undefined,
+      pgbench: row.pgbench !== undefined ? pgbenchReport(row.pgbench) : undefined
     })),
     goals,
     jit_profiler_after_jit_phase: profiler,
@@ -280,7 +331,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
 
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url))
   await mkdir(dir, { recursive: true })
-  const stem = ci ? 'ci' : onlyJit ? 'latest-jit' : 'latest'
+  const stem = ci ? 'ci' : onlyJit ? 'latest-jit' : onlyPgbench ? 'latest-pgbench' : 'latest'
   await writeFile(`${dir}${stem}.json`, JSON.stringify(report, null, 2) + '\n')
   await writeFile(`${dir}${stem}.md`, markdownReport(report, header, cells, redisDirect))
   console.log(`\nwritten: bench/results/${stem}.json, bench/results/${stem}.md`)
@@ -314,6 +365,10 @@ function definePhases (app: FastifyInstance, config: Config, population: Populat
     return undefined
   }
   const someUser = population.users[0]
+  const decide = (perCall: number, withRequest: boolean): PgbenchScript => decideScript({
+    tokenPrefix: `g${runId}${perCall}${withRequest ? 'r' : 'n'}`, userPrefix: population.userPrefix, cardPrefix: population.cardPrefix,
+    users: population.users.length, perCall, withRequest
+  })
   return [
     { name: 'hello', route: 'GET /bench/hello', scenario: get('/bench/hello'), expected: [200] },
     { name: 'redis', route: 'GET /bench/redis', reference: 'hello', scenario: get('/bench/redis'), expected: [200] },
@@ -339,8 +394,38 @@ function definePhases (app: FastifyInstance, config: Config, population: Populat
       scenario: () => ({ type: 'tokens', pathPrefix: '/v1/users/', tokens: population.users, headers: adminHeaders }),
       expected: [200],
       probe: routeExists('GET', `/v1/users/${someUser}`, adminHeaders)
-    }
+    },
+    // PostgreSQL alone (DESIGN §10): the decision function next to the bare UPDATE, and what each decision writes.
+    { name: 'pgbench-update', route: 'pgbench: conditional UPDATE of a random row', scenario: post('/bench/pg'), expected: [], pgbench: updateScript(BENCH_TABLE, REFERENCE_ROWS) },
+    { name: 'pgbench-decide', route: 'pgbench: jit_decide, 1 hold per call', reference: 'pgbench-update', scenario: post('/bench/pg'), expected: [], pgbench: decide(1, true) },
+    { name: 'pgbench-decide-bare', route: 'pgbench: jit_decide, 1 per call, no request', reference: 'pgbench-update', scenario: post('/bench/pg'), expected: [], pgbench: decide(1, false) },
+    { name: 'pgbench-decide10', route: 'pgbench: jit_decide, 10 holds per call', reference: 'pgbench-update', scenario: post('/bench/pg'), expected: [], pgbench: decide(10, true) },
+    { name: 'pgbench-decide10-bare', route: 'pgbench: jit_decide, 10 per call, no request', reference: 'pgbench-update', scenario: post('/bench/pg'), expected: [], pgbench: decide(10, false) }
   ]
+}
+
+/** Heap rows and WAL per decision, the rows by table. */
+function writesText (w: WriteStats): string {
+  const byTable = Object.entries(w.rowsByTable).sort(([, a], [, b]) => b - a).map(([t, n]) => `${t} ${n.toFixed(2)}`).join(', ')
+  return `${w.rowsPerDecision.toFixed(2)} rows (${byTable}), ${Math.round(w.walBytesPerDecision)} B WAL`
+}
+
+function pgbenchReport (p: PgbenchResult): Record<string, unknown> {
+  return {
+    tps: round(p.tps),
+    per_second: round(p.perSecond),
+    transactions: p.transactions,
+    latency_avg_ms: p.latencyAvgMs,
+    failed: p.failed,
+    writes_per_decision: p.writes !== undefined
+      ? {
+          decisions: p.writes.decisions,
+          rows: round(p.writes.rowsPerDecision, 3),
+          wal_bytes: Math.round(p.writes.walBytesPerDecision),
+          rows_by_table: Object.fromEntries(Object.entries(p.writes.rowsByTable).map(([t, n]) => [t, round(n, 3)]))
+        }
+      : undefined
+  }
 }
 
 function load (address: string, o: { durationS: number, scenario: Scenario }): Promise<LoadResult> {
@@ -379,16 +464,16 @@ async function measureRedis (app: FastifyInstance, count = 5000): Promise<Latenc
 }
 
 /**
- * Lets the background work catch up before the next measurement — the outbox relay and the queue consumers run in this
+ * Lets the background work catch up before the next measurement — the event relay and the queue consumers run in this
  * process, so one route's publishing and archiving would otherwise land on the next route's figures. Waits while the
- * outbox and the work queues shrink; stops when they are empty, stop shrinking (no consumer here, or consumers in other
+ * relay's backlog and the work queues shrink; stops when they are empty, stop shrinking (no consumer here, or consumers in other
  * processes), or after 30 s.
  */
 async function drainOutbox (app: FastifyInstance): Promise<string | undefined> {
   const queues = (app.broker?.topology?.queues ?? []).map((q: { name: string }) => q.name)
   const backlog = async (): Promise<Record<string, number>> => {
     const sizes: Record<string, number> = {
-      outbox: (await app.db.pool.query('SELECT count(*)::int AS n FROM outbox WHERE published_at IS NULL')).rows[0].n
+      relay: (await relayLag(app.db.pool)).backlog
     }
     for (const name of queues) {
       const stats = await app.broker.queueStats(name).catch(() => undefined)

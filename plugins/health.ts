@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
+import { relayLag } from '../src/event-relay.js'
 
 export interface DependencyStatus {
   status: 'up' | 'down'
@@ -63,10 +64,15 @@ export default fp(async (app) => {
   app.decorate('checkHealth', async (): Promise<HealthReport> => {
     const [postgres, redis, mongodb, rabbitmq] = await Promise.all([
       timed(async () => {
-        const { rows } = await app.db.query<{ backlog: string, lag: number | null }>(
-          `SELECT count(*) AS backlog, extract(epoch FROM now() - min(created_at))::float8 AS lag
-             FROM outbox WHERE published_at IS NULL`)
-        return { pool: app.db.poolStats(), outbox_backlog: Number(rows[0].backlog), outbox_lag_seconds: rows[0].lag ?? 0 }
+        // The relay runs in worker processes only; an api process reports the same lag from the cursor.
+        const relay = app.eventRelay
+        const lag = relay !== undefined ? await relay.health() : await relayLag(app.db)
+        return {
+          pool: app.db.poolStats(),
+          relay_backlog: lag.backlog,
+          relay_lag_seconds: lag.lagSeconds,
+          ...(relay !== undefined ? { relay_active: relay.active } : {})
+        }
       }),
       timed(async () => { await app.redis.ping() }),
       timed(async () => { await app.mongo.db!.command({ ping: 1 }) }),

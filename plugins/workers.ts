@@ -1,15 +1,21 @@
 import fp from 'fastify-plugin'
 import type { Delivery, Handler } from '../src/broker.js'
-import { OutboxRelay } from '../src/outbox-relay.js'
+import { EventRelay } from '../src/event-relay.js'
 import { expireHolds } from '../src/hold-expiry.js'
-import { pruneOutbox } from '../src/outbox-retention.js'
 import { Periodic } from '../src/periodic.js'
 import { createConsumers, startConsumers } from '../src/consumers.js'
 
 const QUEUE_SAMPLE_MS = 5000
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This process's event relay (active or standing by); absent when RUN_WORKERS is false. */
+    eventRelay?: EventRelay
+  }
+}
+
 /**
- * The background work of DESIGN §7 when RUN_WORKERS is true: the outbox relay, the `webhooks.process` and
+ * The background work of DESIGN §7 when RUN_WORKERS is true: the event relay, the `webhooks.process` and
  * `transactions.archive` consumers, the hold-expiry timer, and the queue-depth gauges. Started once the app is ready;
  * stopped in onClose, which runs before the store plugins' own onClose (registered earlier, closed later).
  */
@@ -17,21 +23,18 @@ export default fp(async (app) => {
   const { config, broker, telemetry } = app
   if (!config.RUN_WORKERS) return
 
-  const relay = new OutboxRelay({
-    pool: app.db.pool,
+  const relay = new EventRelay({
+    pool: app.db,
     databaseUrl: config.DATABASE_URL,
     broker,
-    pollMs: config.OUTBOX_POLL_MS,
+    pollMs: config.RELAY_POLL_MS,
     log: app.log,
     metrics: telemetry
   })
+  app.decorate('eventRelay', relay)
   const expiry = new Periodic('hold expiry', config.HOLD_EXPIRY_INTERVAL_MS, async () => {
     const pass = await expireHolds(app.db.pool)
     if (pass.expired > 0) app.log.info({ expired: pass.expired, released_minor: pass.releasedMinor.toString() }, 'holds expired')
-  }, app.log)
-  const retention = new Periodic('outbox pruning', config.OUTBOX_PRUNE_INTERVAL_MS, async () => {
-    const deleted = await pruneOutbox(app.db.pool, config.OUTBOX_RETENTION_HOURS * 3600)
-    if (deleted > 0) app.log.info({ deleted }, 'published outbox rows past the retention deleted')
   }, app.log)
   const inFlight = new Set<Promise<void>>()
   let sampler: NodeJS.Timeout | undefined
@@ -70,7 +73,7 @@ export default fp(async (app) => {
     }
   }
 
-  // emit() no longer NOTIFYs (migration 009): this instance wakes its relay after any write it answered.
+  // The relay polls for other instances' rows; this instance wakes it after any write it answered.
   app.addHook('onResponse', async (request) => {
     if (request.method !== 'GET' && request.method !== 'HEAD') relay.kick()
   })
@@ -79,7 +82,6 @@ export default fp(async (app) => {
     consumed = await startConsumers(broker, consumers, measured)
     await relay.start()
     expiry.start()
-    retention.start()
     void sampleQueues()
     sampler = setInterval(() => { void sampleQueues() }, QUEUE_SAMPLE_MS)
     sampler.unref()
@@ -92,6 +94,5 @@ export default fp(async (app) => {
     await Promise.all([...inFlight])
     await relay.stop()
     await expiry.stop()
-    await retention.stop()
   })
 }, { name: 'workers', dependencies: ['config', 'postgres', 'rabbitmq', 'mongodb', 'cache'] })

@@ -10,7 +10,7 @@ const HealthSchema = Type.Object({
   redis: Dependency,
   mongodb: Dependency,
   rabbitmq: Dependency
-}, { examples: [{ status: 'ok', postgres: { ...up, outbox_backlog: 0, outbox_lag_seconds: 0 }, redis: up, mongodb: up, rabbitmq: up }] })
+}, { examples: [{ status: 'ok', postgres: { ...up, relay_backlog: 0, relay_lag_seconds: 0, relay_active: true }, redis: up, mongodb: up, rabbitmq: up }] })
 const ReadySchema = Type.Object({ ready: Type.Boolean(), reason: Type.Optional(Type.String()) })
 const Ready = Type.Object(ReadySchema.properties, { description: 'Ready: PostgreSQL usable and the process not under pressure', examples: [{ ready: true }] })
 const NotReady = Type.Object(ReadySchema.properties, { description: 'Not ready: PostgreSQL unusable or the process under pressure', examples: [{ ready: false, reason: 'postgres unavailable' }] })

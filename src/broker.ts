@@ -86,7 +86,7 @@ export class BrokerUnavailableError extends Error {
 /**
  * A RabbitMQ connection that reconnects with backoff, re-asserts the topology and re-subscribes consumers after
  * every reconnect, and a consumer whose channel alone was closed (e.g. by a channel error) on the same connection.
- * Publishing fails fast while disconnected, so callers can answer 503 or leave outbox rows waiting.
+ * Publishing fails fast while disconnected, so callers can answer 503, and the event relay leaves its cursor where it is.
  * Emits 'settled' (a Settlement) for every delivery a consumer finished with, 'paused' and 'resumed' per queue; a
  * listener that throws is logged and never affects an ack, a retry or the connection.
  */

@@ -48,8 +48,9 @@ export function createMetrics () {
     cacheErrors: new client.Counter({ name: 'cache_errors_total', help: 'Redis errors on the cache path (fell back to PostgreSQL)', registers }),
     cacheHitRate: new client.Gauge({ name: 'cache_hit_rate', help: 'hits / lookups since start, any level', registers }),
     redisLookupDuration: new client.Histogram({ name: 'redis_lookup_duration_seconds', help: 'Redis lookup latency', buckets: latencyBuckets, registers }),
-    outboxBacklog: new client.Gauge({ name: 'outbox_backlog', help: 'outbox rows not yet published', registers }),
-    outboxLag: new client.Gauge({ name: 'outbox_lag_seconds', help: 'age of the oldest unpublished outbox row', registers }),
+    // Relay lag (DESIGN §9): committed ledger rows whose events are not yet confirmed by RabbitMQ.
+    relayBacklog: new client.Gauge({ name: 'relay_backlog', help: 'committed decisions and transfers whose events are not yet published', registers }),
+    relayLag: new client.Gauge({ name: 'relay_lag_seconds', help: 'age of the oldest committed row whose events are not yet published', registers }),
     publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
     consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),
     queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers }),

@@ -14,6 +14,7 @@ t.test('Redis, MongoDB and RabbitMQ on closed ports: the service starts degraded
   const body = health.json()
   t.equal(body.status, 'degraded')
   t.equal(body.postgres.status, 'up')
+  t.match(body.postgres, { relay_backlog: Number, relay_lag_seconds: Number }, 'the event backlog, read from the cursor')
   for (const dep of ['redis', 'mongodb', 'rabbitmq']) t.equal(body[dep].status, 'down', `${dep} is down`)
   const ready = await app.inject({ url: '/ready' })
   t.equal(ready.statusCode, 200)
