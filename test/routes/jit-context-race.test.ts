@@ -103,7 +103,7 @@ t.test('acting user, made to happen: a decision that read the owner\'s version c
   const holder = await db.connect()
   t.teardown(() => holder.release())
   await holder.query('BEGIN')
-  await holder.query("SELECT 1 FROM accounts WHERE id = program_account('USD', $1) FOR UPDATE", [funding.user])
+  await holder.query("SELECT 1 FROM accounts WHERE id = program_account('USD', program_shard($1)) FOR UPDATE", [funding.user])
   const holderPid = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid
   const deps: DecisionDeps = { pool: db, context: new PgContextSource(db), now: () => new Date(), partialApproval: false, holdExpirationDays: 7, stage: () => {} }
   const txn = jitRequest({ user: funding.user, actingUser: owner.user, card: owner.card, amount: '1.00' }) as Transaction

@@ -81,12 +81,16 @@ t.test('transactions', async (t) => {
     t.match(body, { jit_token: approved, result: 'approved', amount: '12.50', archive_status: 'available' })
     t.match(body.hold, { jit_token: approved, status: 'PENDING', amount: '14.50', remaining: '10.00', posted: '0.00', currency_code: 'USD', resolved_at: null })
     t.ok(Date.parse(body.hold.expires_at) > Date.now())
-    t.same(body.archived.map((m: { payload: unknown }) => m.payload), [{ n: 1 }, { n: 2 }], 'only its own messages, oldest first')
+    // The relay archives the decision's own events too, whenever a worker gets to them: the fixtures are what must
+    // be there, in order, and nothing of another token.
+    type Archived = { jit_token: string, payload: { n?: number } }
+    t.same(body.archived.filter((m: Archived) => m.payload?.n !== undefined).map((m: Archived) => m.payload), [{ n: 1 }, { n: 2 }], 'its own messages, oldest first')
+    t.ok(body.archived.every((m: Archived) => m.jit_token === approved), 'only its own messages')
     t.type(body.archived[0]._id, 'string')
 
     const inc = (await call(`/v1/transactions/${incremental}`)).json()
     t.equal(inc.hold.jit_token, approved, "an incremental shows the original's hold")
-    t.same(inc.archived, [])
+    t.ok(inc.archived.every((m: Archived) => m.jit_token === incremental && m.payload?.n === undefined), "not the original's messages")
 
     const dec = (await call(`/v1/transactions/${declined}`)).json()
     t.equal(dec.hold, null, 'a decline has no hold')
