@@ -3,44 +3,65 @@ import { readFileSync, readdirSync } from 'node:fs'
 /** CPU time in ms of the service's main thread and of the local servers it talks to, by group. */
 export type CpuSnapshot = Record<CpuGroup, number>
 export type CpuGroup = 'service' | 'postgres' | 'rabbitmq' | 'redis'
+/** CPU ms of each counted process (or 'self' for the bench's main thread) at one moment, with its group. */
+export type CpuSample = Map<string, { group: CpuGroup, ms: number }>
 
 const serverGroups: Record<string, CpuGroup> = { postgres: 'postgres', 'beam.smp': 'rabbitmq', 'redis-server': 'redis' }
 // USER_HZ: 100 on every Linux architecture Node runs on.
 const MS_PER_TICK = 10
 
-/** utime + stime (+ the reaped children's, so exited PostgreSQL backends still count through the postmaster). */
-function ticks (statPath: string, children: boolean): number {
+/** The fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid, [2] pgrp, [11] utime, [12] stime… */
+function statFields (statPath: string): string[] {
   const stat = readFileSync(statPath, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+/** utime + stime (+ the reaped children's, so exited PostgreSQL backends still count through the postmaster). */
+function ticks (fields: string[], children: boolean): number {
   const own = Number(fields[11]) + Number(fields[12])
   return children ? own + Number(fields[13]) + Number(fields[14]) : own
 }
 
 /**
- * Reads /proc (Linux only; undefined elsewhere). The service is the bench's main thread alone: autocannon runs in a
- * worker thread of the same process, and its CPU is the load generator's, not the service's.
+ * Reads /proc (Linux only; undefined elsewhere). Without `serviceGroup` the service is the bench's main thread alone:
+ * autocannon runs in a worker thread of the same process, and its CPU is the load generator's, not the service's.
+ * With it, the service is every thread of every process in that process group (a service started as a child in its
+ * own group, its cluster workers included).
  */
-export function cpuSnapshot (): CpuSnapshot | undefined {
+export function cpuSnapshot (serviceGroup?: number): CpuSample | undefined {
   try {
-    const snapshot: CpuSnapshot = { service: ticks(`/proc/self/task/${process.pid}/stat`, false) * MS_PER_TICK, postgres: 0, rabbitmq: 0, redis: 0 }
+    const sample: CpuSample = new Map()
+    if (serviceGroup === undefined) sample.set('self', { group: 'service', ms: ticks(statFields(`/proc/self/task/${process.pid}/stat`), false) * MS_PER_TICK })
     for (const pid of readdirSync('/proc')) {
       if (!/^\d+$/.test(pid)) continue
       try {
-        const group = serverGroups[readFileSync(`/proc/${pid}/comm`, 'utf8').trim()]
-        if (group !== undefined) snapshot[group] += ticks(`/proc/${pid}/stat`, true) * MS_PER_TICK
+        const server = serverGroups[readFileSync(`/proc/${pid}/comm`, 'utf8').trim()]
+        if (server === undefined && serviceGroup === undefined) continue
+        const fields = statFields(`/proc/${pid}/stat`)
+        if (server !== undefined) sample.set(pid, { group: server, ms: ticks(fields, true) * MS_PER_TICK })
+        else if (Number(fields[2]) === serviceGroup) sample.set(pid, { group: 'service', ms: ticks(fields, false) * MS_PER_TICK })
       } catch {
         // The process ended between the listing and the read.
       }
     }
-    return snapshot
+    return sample
   } catch {
     return undefined
   }
 }
 
-/** CPU ms per request of each group between two snapshots. */
-export function cpuPerRequest (before: CpuSnapshot | undefined, after: CpuSnapshot | undefined, requests: number): CpuSnapshot | undefined {
+/**
+ * CPU ms per request of each group between two samples. Compared process by process: one that started in between
+ * counts from zero, one that ended in between is left out (a short-lived `rabbitmqctl` is a beam.smp too, and summing
+ * totals would make its exit look like negative CPU).
+ */
+export function cpuPerRequest (before: CpuSample | undefined, after: CpuSample | undefined, requests: number): CpuSnapshot | undefined {
   if (before === undefined || after === undefined || requests === 0) return undefined
-  const per = (g: CpuGroup): number => (after[g] - before[g]) / requests
+  const used: CpuSnapshot = { service: 0, postgres: 0, rabbitmq: 0, redis: 0 }
+  for (const [pid, now] of after) {
+    const then = before.get(pid)
+    used[now.group] += now.ms - (then !== undefined && then.group === now.group ? then.ms : 0)
+  }
+  const per = (g: CpuGroup): number => used[g] / requests
   return { service: per('service'), postgres: per('postgres'), rabbitmq: per('rabbitmq'), redis: per('redis') }
 }
