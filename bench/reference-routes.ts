@@ -62,7 +62,7 @@ const referenceRoutes: FastifyPluginAsync<ReferenceOptions> = async (app, opts) 
 
   // The JIT route's ledger call as the product makes it (decideJit, the same batcher settings, the same jit_decide
   // statement with the whole message), without credentials, schema validation, context lookups or the profiler.
-  const batcher = gatewayBatcher(pool, app.config)
+  const batcher = gatewayBatcher(pool, app.config, { batchSize: app.telemetry.jitBatchSize, fallbacks: app.telemetry.jitBatchFallbacks })
   app.post('/bench/ledger', async (request, reply) => {
     const txn = request.body as Transaction
     const jit = jitFundingOf(txn)

@@ -190,8 +190,11 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     }
     await load(phase.address ?? address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
     const cpuBefore = cpuSnapshot()
+    const batchesBefore = await batchStats(app)
     row.result = await load(phase.address ?? address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
     row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), row.result.requests)
+    const batches = batchDelta(batchesBefore, await batchStats(app))
+    if (batches !== undefined) notes.push(`${phase.name}: ${batches}`)
     const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
     if (Object.keys(unexpected).length > 0) row.unexpected = unexpected
     const refRate = rateOf(rows.find((r) => r.name === phase.reference))
@@ -285,7 +288,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     commit: gitCommit(),
     pg_pool_max: config.PG_POOL_MAX,
     mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external',
-    workers_in_process: config.RUN_WORKERS
+    workers_in_process: config.ROLE !== 'api'
   }
   const report = {
     run_id: runId,
@@ -441,6 +444,26 @@ function load (address: string, o: { durationS: number, scenario: Scenario }): P
 }
 
 /** Redis lookups timed one by one from the service's own client (autocannon rounds to whole milliseconds). */
+interface BatchStats { calls: number, decisions: number, fallbacks: number }
+
+/** The group commit's counters (every batcher of the app reports to them): ledger calls, decisions, failed batches. */
+async function batchStats (app: FastifyInstance): Promise<BatchStats> {
+  const size = (await app.telemetry.jitBatchSize.get()).values
+  const fallbacks = (await app.telemetry.jitBatchFallbacks.get()).values
+  return {
+    calls: size.find((v) => v.metricName === 'jit_batch_size_count')?.value ?? 0,
+    decisions: size.find((v) => v.metricName === 'jit_batch_size_sum')?.value ?? 0,
+    fallbacks: fallbacks.reduce((sum, v) => sum + v.value, 0)
+  }
+}
+
+function batchDelta (before: BatchStats, after: BatchStats): string | undefined {
+  const calls = after.calls - before.calls
+  if (calls === 0) return undefined
+  const decisions = after.decisions - before.decisions
+  return `${decisions} decisions in ${calls} ledger calls (${(decisions / calls).toFixed(2)} per call), ${after.fallbacks - before.fallbacks} failed batches`
+}
+
 async function measureRedis (app: FastifyInstance, count = 5000): Promise<LatencySummary & { errors: number, firstError?: string }> {
   let errors = 0
   let firstError: string | undefined

@@ -72,7 +72,7 @@ const jitRoutes: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { config, profiler } = app
   // Concurrent decisions share database calls (group commit); JIT_BATCH_MAX=1 sends each alone.
-  const batcher = gatewayBatcher(app.db.pool, config)
+  const batcher = gatewayBatcher(app.db.pool, config, { batchSize: app.telemetry.jitBatchSize, fallbacks: app.telemetry.jitBatchFallbacks })
 
   app.post('/marqeta/jit', {
     // Not shed by @fastify/under-pressure: a 503 makes Marqeta apply its stand-in rules, which may approve what the

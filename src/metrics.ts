@@ -40,6 +40,8 @@ export function createMetrics () {
     jitStageDuration: new client.Histogram({ name: 'jit_stage_duration_seconds', help: 'JIT decision time per stage', labelNames: ['stage'], buckets: latencyBuckets, registers }),
     jitDecisions: new client.Counter({ name: 'jit_decisions_total', help: 'JIT decisions', labelNames: ['method', 'result', 'reason'], registers }),
     jitApprovalRate: new client.Gauge({ name: 'jit_approval_rate', help: 'approved / (approved + declined) since start', registers }),
+    jitBatchSize: new client.Histogram({ name: 'jit_batch_size', help: 'JIT decisions per ledger call (group commit)', buckets: [1, 2, 3, 5, 8, 13, 21, 34], registers }),
+    jitBatchFallbacks: new client.Counter({ name: 'jit_batch_fallbacks_total', help: 'batches that failed and whose decisions ran one by one', labelNames: ['cause'], registers }),
     jitSlowRequests: new client.Counter({ name: 'jit_slow_requests_total', help: 'JIT requests over the slow thresholds', labelNames: ['threshold'], registers }),
     jitUnknownMethods: new client.Counter({ name: 'jit_unknown_methods_total', help: 'JIT requests with a method we do not know', labelNames: ['method'], registers }),
     ledgerOverdrawn: new client.Counter({ name: 'ledger_overdrawn_total', help: 'network-forced postings that drove an account negative', registers }),

@@ -21,7 +21,9 @@
  * locks held, is declined instead: nothing is held past the deadline.
  */
 CREATE OR REPLACE FUNCTION jit_decide(p_items jsonb[], p_shard int DEFAULT NULL, p_lock_timeout_ms int DEFAULT NULL, p_margin_ms int DEFAULT 20)
-RETURNS TABLE (i int, status_code int, response text, replay boolean, overdrawn boolean) LANGUAGE plpgsql AS $$
+RETURNS TABLE (i int, status_code int, response text, replay boolean, overdrawn boolean) LANGUAGE plpgsql
+-- Its statements take arrays of the batch; a custom plan per call would be planned again every time.
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
   n int := cardinality(p_items);
   p jsonb;
@@ -29,6 +31,13 @@ DECLARE
   k int;
   v_token text;
   v_moving boolean[] := '{}';
+  v_tokens text[] := '{}';
+  v_users text[] := '{}';        -- the money-moving decisions' accounts: user and currency
+  v_currencies text[] := '{}';
+  v_effect_keys text[] := '{}';
+  v_version_users text[] := '{}';
+  v_share text[] := '{}';
+  v_missing text[];
   v_keys text[] := '{}';         -- "user|currency" of each locked account, in id order
   v_ids bigint[] := '{}';
   v_avail bigint[] := '{}';
@@ -76,57 +85,64 @@ BEGIN
   IF p_lock_timeout_ms IS NOT NULL THEN
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
   END IF;
-  IF n > 1 AND EXISTS (SELECT 1 FROM unnest(p_items) x WHERE x->>'mode' = 'effect') THEN
-    RAISE EXCEPTION 'jit_decide: informative messages are decided alone';
-  END IF;
-  IF n > 1 AND n <> (SELECT count(DISTINCT x->'echo'->>'token') FROM unnest(p_items) x) THEN
+
+  -- What the batch needs, gathered once: its tokens, the accounts and effect keys of its money-moving decisions, the
+  -- users whose versions it carries, and the other users whose rows it must share-lock (owners of cards used through
+  -- acting_user_token: context_changed.sql says why).
+  FOR k IN 1..n LOOP
+    p := p_items[k];
+    e := p->'effect';
+    v_moving[k] := p->>'mode' = 'decide' AND p->>'decline_reason' IS NULL AND e->>'kind' IN ('hold', 'debit');
+    IF n > 1 AND p->>'mode' = 'effect' THEN RAISE EXCEPTION 'jit_decide: informative messages are decided alone'; END IF;
+    v_tokens := v_tokens || (p->'echo'->>'token');
+    IF p ? 'versions' THEN
+      v_version_users := v_version_users || ARRAY(SELECT jsonb_object_keys(p->'versions'));
+    END IF;
+    IF v_moving[k] THEN
+      v_users := v_users || (e->>'user_token');
+      v_currencies := v_currencies || (e->>'currency_code');
+      v_effect_keys := v_effect_keys || (e->>'effect_key');
+      IF p ? 'versions' THEN
+        v_share := v_share || ARRAY(SELECT vk FROM jsonb_object_keys(p->'versions') vk WHERE vk NOT IN ('', e->>'user_token'));
+      END IF;
+    END IF;
+  END LOOP;
+  IF n > 1 AND n <> (SELECT count(DISTINCT t) FROM unnest(v_tokens) t) THEN
     RAISE EXCEPTION 'jit_decide: a JIT token twice in one batch';
   END IF;
 
-  FOR k IN 1..n LOOP
-    p := p_items[k];
-    v_moving[k] := p->>'mode' = 'decide' AND p->>'decline_reason' IS NULL AND p->'effect'->>'kind' IN ('hold', 'debit');
-  END LOOP;
-
   LOCK TABLE program_context IN ROW SHARE MODE;
-  -- Users before accounts: the owners of cards used through acting_user_token, and users about to get their first
-  -- account in this currency (context_changed.sql says why).
-  PERFORM 1 FROM users u WHERE u.token IN (
-      SELECT vk FROM unnest(p_items) WITH ORDINALITY x(p, ord), jsonb_object_keys(coalesce(x.p->'versions', '{}')) vk
-       WHERE v_moving[x.ord] AND vk NOT IN ('', x.p->'effect'->>'user_token')
-      UNION
-      SELECT x.p->'effect'->>'user_token' FROM unnest(p_items) WITH ORDINALITY x(p, ord)
-       WHERE v_moving[x.ord] AND NOT EXISTS (SELECT 1 FROM accounts a
-               WHERE a.user_token = x.p->'effect'->>'user_token' AND a.currency_code = x.p->'effect'->>'currency_code'))
-    ORDER BY u.token FOR SHARE;
-  INSERT INTO accounts (user_token, currency_code)
-  SELECT DISTINCT x.p->'effect'->>'user_token', x.p->'effect'->>'currency_code' FROM unnest(p_items) WITH ORDINALITY x(p, ord)
-   WHERE v_moving[x.ord]
-     AND EXISTS (SELECT 1 FROM users u WHERE u.token = x.p->'effect'->>'user_token')
-     AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_token = x.p->'effect'->>'user_token' AND a.currency_code = x.p->'effect'->>'currency_code')
-  ON CONFLICT DO NOTHING;
+  -- Users before accounts: the acting users' owners, and users about to get their first account in this currency.
+  SELECT array_agg(DISTINCT x.u) INTO v_missing FROM unnest(v_users, v_currencies) x(u, c)
+   WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.user_token = x.u AND a.currency_code = x.c);
+  IF cardinality(v_share) > 0 OR v_missing IS NOT NULL THEN
+    PERFORM 1 FROM users u WHERE u.token = ANY (v_share || coalesce(v_missing, '{}')) ORDER BY u.token FOR SHARE;
+    IF v_missing IS NOT NULL THEN
+      INSERT INTO accounts (user_token, currency_code)
+      SELECT DISTINCT x.u, x.c FROM unnest(v_users, v_currencies) x(u, c)
+       WHERE x.u = ANY (v_missing) AND EXISTS (SELECT 1 FROM users u WHERE u.token = x.u)
+      ON CONFLICT DO NOTHING;
+    END IF;
+  END IF;
 
   SELECT coalesce(array_agg(s.key ORDER BY s.id), '{}'), coalesce(array_agg(s.id ORDER BY s.id), '{}'),
          coalesce(array_agg(s.available ORDER BY s.id), '{}')
     INTO v_keys, v_ids, v_avail
     FROM (SELECT a.id, a.user_token || '|' || a.currency_code AS key, available_minor(a) AS available
             FROM accounts a
-           WHERE (a.user_token, a.currency_code) IN (
-                   SELECT x.p->'effect'->>'user_token', x.p->'effect'->>'currency_code' FROM unnest(p_items) WITH ORDINALITY x(p, ord)
-                    WHERE v_moving[x.ord])
+           WHERE a.id = ANY (ARRAY(SELECT a2.id FROM unnest(v_users, v_currencies) x(u, c)
+                                     JOIN accounts a2 ON a2.user_token = x.u AND a2.currency_code = x.c))
            ORDER BY a.id FOR UPDATE) s;
   v_pend := array_fill(0::bigint, ARRAY[cardinality(v_ids)]);
   v_post := array_fill(0::bigint, ARRAY[cardinality(v_ids)]);
 
-  -- Read after the locks, in fresh snapshots: earlier decisions of these tokens, effects already applied by a
+  -- Read after the locks, in a fresh snapshot: earlier decisions of these tokens, effects already applied by a
   -- webhook, and the current context versions.
-  SELECT jsonb_object_agg(d.jit_token, jsonb_build_array(d.status_code, d.response)) INTO v_prior
-    FROM decisions d WHERE d.jit_token IN (SELECT x->'echo'->>'token' FROM unnest(p_items) x);
-  SELECT jsonb_object_agg(t.id, t.amount) INTO v_done
-    FROM transfers t WHERE t.id IN (SELECT x.p->'effect'->>'effect_key' FROM unnest(p_items) WITH ORDINALITY x(p, ord) WHERE v_moving[x.ord]);
-  SELECT jsonb_object_agg(u.token, u.context_version) INTO v_current
-    FROM users u WHERE u.token IN (SELECT jsonb_object_keys(coalesce(x->'versions', '{}')) FROM unnest(p_items) x);
-  SELECT pc.version INTO v_program_version FROM program_context pc;
+  SELECT (SELECT jsonb_object_agg(d.jit_token, jsonb_build_array(d.status_code, d.response)) FROM decisions d WHERE d.jit_token = ANY (v_tokens)),
+         (SELECT jsonb_object_agg(t.id, t.amount) FROM transfers t WHERE t.id = ANY (v_effect_keys)),
+         (SELECT jsonb_object_agg(u.token, u.context_version) FROM users u WHERE u.token = ANY (v_version_users)),
+         (SELECT pc.version FROM program_context pc)
+    INTO v_prior, v_done, v_current, v_program_version;
 
   FOR k IN 1..n LOOP
     p := p_items[k];

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { pgErrors } from '../db.js'
 import { callJitDecide, DEADLINE_MARGIN_MS, wallClockDeadline, withDeadline, type DecisionRow, type LedgerCall } from './ledger-call.js'
 
 export interface BatcherOptions {
@@ -10,6 +11,11 @@ export interface BatcherOptions {
   maxQueue: number
   /** Lock wait allowed inside a batch before it gives up and its decisions run one by one. */
   lockTimeoutMs: number
+  /** Instruments (src/metrics.ts's jitBatchSize and jitBatchFallbacks fit). */
+  metrics?: {
+    batchSize?: { observe: (size: number) => void }
+    fallbacks?: { inc: (labels: { cause: string }) => void }
+  }
 }
 
 interface Waiting {
@@ -82,8 +88,12 @@ export class JitBatcher {
       return false
     })
     if (live.length === 0) return
+    this.opts.metrics?.batchSize?.observe(live.length)
     if (live.length > 1) {
-      const rows = await this.together(live).catch(() => undefined)
+      const rows = await this.together(live).catch((err) => {
+        this.opts.metrics?.fallbacks?.inc({ cause: fallbackCause(err) })
+        return undefined
+      })
       if (rows !== undefined) {
         live.forEach((w, i) => w.resolve(rows[i]))
         return
@@ -114,16 +124,25 @@ export class JitBatcher {
   }
 }
 
+/** Why a batch failed, as a bounded label: a lock wait past the batch's lock timeout, a token decided meanwhile, else. */
+function fallbackCause (err: unknown): string {
+  const code = (err as { code?: string })?.code
+  if (code === pgErrors.lockNotAvailable) return 'lock'
+  if (code === pgErrors.uniqueViolation) return 'token'
+  return 'error'
+}
+
 /**
  * The gateway's batcher (the JIT route's, and the bench's ledger-only route's): up to JIT_BATCH_MAX decisions per
  * call, JIT_BATCH_CONCURRENCY calls at once, and a decision alone through callJitDecide.
  */
-export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, JIT_BATCH_CONCURRENCY: number, JIT_BATCH_QUEUE_MAX: number, JIT_DEADLINE_MS: number }): JitBatcher {
+export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, JIT_BATCH_CONCURRENCY: number, JIT_BATCH_QUEUE_MAX: number, JIT_DEADLINE_MS: number }, metrics?: BatcherOptions['metrics']): JitBatcher {
   return new JitBatcher(pool, (call, deadlineAt) => callJitDecide(pool, call, deadlineAt), {
     maxBatch: config.JIT_BATCH_MAX,
     maxInFlight: config.JIT_BATCH_CONCURRENCY,
     maxQueue: config.JIT_BATCH_QUEUE_MAX,
     // A batch waits on other batches' commits only (sorted locks: never a cycle); a longer wait is a stuck lock.
-    lockTimeoutMs: Math.max(50, Math.floor(config.JIT_DEADLINE_MS / 3))
+    lockTimeoutMs: Math.max(50, Math.floor(config.JIT_DEADLINE_MS / 3)),
+    metrics
   })
 }
