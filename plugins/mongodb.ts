@@ -14,9 +14,10 @@ export default fp(async (app) => {
   let url = config.MONGO_URL
   let stopEmbedded: (() => Promise<void>) | undefined
   if (url === 'embedded') {
-    const embedded = await startEmbeddedMongo()
+    const embedded = await startEmbeddedMongo({ path: config.EMBEDDED_MONGO_PATH, persistIntervalMs: config.EMBEDDED_MONGO_PERSIST_MS })
     url = embedded.url
     stopEmbedded = embedded.stop
+    app.log.info({ url, path: config.EMBEDDED_MONGO_PATH }, 'embedded MongoDB started')
   }
   const client = new MongoClient(url, {
     minPoolSize: 2,
@@ -40,7 +41,8 @@ export default fp(async (app) => {
     app.addHook('onClose', async () => clearInterval(timer))
   }
   // @fastify/mongodb does not close a client it was given: without this a real MONGO_URL kept the process alive after
-  // close. The client must be gone before an embedded server, or the driver keeps monitoring timers alive.
+  // close. The client must be gone before an embedded server, or the driver keeps monitoring timers alive; the
+  // embedded server's stop writes its last snapshot, so a graceful shutdown keeps the archive.
   app.addHook('onClose', async () => {
     await client.close(true)
     await stopEmbedded?.()

@@ -13,7 +13,7 @@ function descendants (pid: number): number[] {
 
 async function runServer (t: { teardown: (fn: () => unknown) => void }, tty: boolean): Promise<{ port: number, output: () => string }> {
   const port = await freePort()
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, RUN_WORKERS: 'false', LOG_LEVEL: 'info', NO_COLOR: '1' }
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, ROLE: 'api', LOG_LEVEL: 'info', NO_COLOR: '1', EMBEDDED_MONGO_PATH: '' }
   const command = `${JSON.stringify(process.execPath)} dist/src/server.js`
   const child = tty
     ? spawn('script', ['-qfec', command, '/dev/null'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
