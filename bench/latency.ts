@@ -264,6 +264,8 @@ async function main (): Promise<number> {
   const url = `http://127.0.0.1:${port}`
   const logPath = `/tmp/latency-service-${port}.log`
   const service = new ServiceProcess(script, repo, {
+    // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
+    EMBEDDED_MONGO_PATH: '',
     ...process.env,
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -333,7 +335,7 @@ async function main (): Promise<number> {
       postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
       commit: gitCommit(),
       pg_pool_max: config.PG_POOL_MAX,
-      workers_in_service: config.RUN_WORKERS,
+      workers_in_service: config.ROLE !== 'api',
       service_processes: config.WORKERS,
       mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external'
     }

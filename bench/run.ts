@@ -107,7 +107,8 @@ async function main (): Promise<number> {
     console.warn(`warning: load average ${loadAtStart.toFixed(1)} on ${cpus().length} CPUs before the bench started; other work is running and the figures will be low and noisy (ratios within this run stay comparable)`)
   }
   const runId = randomBytes(3).toString('hex')
-  const config: Config = loadConfig({ ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', PORT: '0', HOST: '127.0.0.1' }, () => {})
+  // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
+const config: Config = loadConfig({ EMBEDDED_MONGO_PATH: '', ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', PORT: '0', HOST: '127.0.0.1' }, () => {})
   const app = await buildApp(config)
   await app.register(referenceRoutes, { rows: REFERENCE_ROWS })
   await app.ready()

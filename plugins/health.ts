@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import underPressure from '@fastify/under-pressure'
 import { relayLag } from '../src/event-relay.js'
+import { embeddedPersistence, isEmbeddedMongo } from '../src/embedded-mongo.js'
 
 export interface DependencyStatus {
   status: 'up' | 'down'
@@ -61,6 +62,11 @@ export default fp(async (app) => {
     return status.status === 'up'
   })
 
+  // What the embedded server keeps, whether it answers or not (a cluster's processes get the primary's URL, same settings).
+  const embedded = isEmbeddedMongo(config.MONGO_URL)
+    ? { embedded: true, persistence: embeddedPersistence(config.EMBEDDED_MONGO_PATH, config.EMBEDDED_MONGO_PERSIST_MS) }
+    : {}
+
   app.decorate('checkHealth', async (): Promise<HealthReport> => {
     const [postgres, redis, mongodb, rabbitmq] = await Promise.all([
       timed(async () => {
@@ -75,7 +81,7 @@ export default fp(async (app) => {
         }
       }),
       timed(async () => { await app.redis.ping() }),
-      timed(async () => { await app.mongo.db!.command({ ping: 1 }) }),
+      timed(async () => { await app.mongo.db!.command({ ping: 1 }) }).then((status) => ({ ...status, ...embedded })),
       timed(async () => {
         if (!app.broker.connected) throw new Error('not connected')
         const queues: Record<string, unknown> = {}

@@ -9,19 +9,19 @@ const QUEUE_SAMPLE_MS = 5000
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** This process's event relay (active or standing by); absent when RUN_WORKERS is false. */
+    /** This process's event relay (active or standing by); absent when ROLE=api. */
     eventRelay?: EventRelay
   }
 }
 
 /**
- * The background work of DESIGN §7 when RUN_WORKERS is true: the event relay, the `webhooks.process` and
+ * The background work of DESIGN §7 in ROLE=all and ROLE=worker: the event relay, the `webhooks.process` and
  * `transactions.archive` consumers, the hold-expiry timer, and the queue-depth gauges. Started once the app is ready;
  * stopped in onClose, which runs before the store plugins' own onClose (registered earlier, closed later).
  */
 export default fp(async (app) => {
   const { config, broker, telemetry } = app
-  if (!config.RUN_WORKERS) return
+  if (config.ROLE === 'api') return
 
   const relay = new EventRelay({
     pool: app.db,

@@ -68,7 +68,7 @@ export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
   }
 }
 
-/** Builds the whole service from a validated config; never listens (src/server.ts does). */
+/** Builds the service of `config.ROLE` from a validated config; never listens (src/server.ts does). */
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? (options.logStream === undefined
@@ -94,23 +94,27 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     return reply.code(statusCode).send(body)
   })
 
+  // A worker (DESIGN §7, roles) serves only the probes and /metrics: no public route, credentials or API docs.
+  const servesApi = config.ROLE !== 'worker'
   await app.register(configPlugin, { config })
   await app.register(postgresPlugin)
   await app.register(redisPlugin)
   await app.register(mongodbPlugin)
   await app.register(rabbitmqPlugin, { topology: options.topology })
   await app.register(metricsPlugin)
-  await app.register(authPlugin)
+  if (servesApi) await app.register(authPlugin)
   await app.register(healthPlugin)
   await app.register(cachePlugin)
-  await app.register(profilerPlugin)
+  if (servesApi) await app.register(profilerPlugin)
   await app.register(workersPlugin)
   // Before the routes: the OpenAPI document is built from the routes registered after it.
-  await app.register(swaggerPlugin)
+  if (servesApi) await app.register(swaggerPlugin)
 
   await app.register(healthRoutes)
-  await app.register(jitRoutes)
-  await app.register(webhookRoutes)
-  await app.register(adminRoutes, { prefix: '/v1' })
+  if (servesApi) {
+    await app.register(jitRoutes)
+    await app.register(webhookRoutes)
+    await app.register(adminRoutes, { prefix: '/v1' })
+  }
   return app
 }

@@ -29,6 +29,9 @@ export const ConfigSchema = Type.Object({
   RABBITMQ_RETRY_DELAY_MS: Type.Integer({ minimum: 1, default: 1000 }),
   MONGO_URL: Type.String({ pattern: '^(embedded|mongodb(\\+srv)?://.+)$', default: 'embedded' }),
   MONGO_DB: Type.String({ minLength: 1, default: 'jit_gateway' }),
+  // MONGO_URL=embedded only: its snapshot file ('' = memory only) and how often it is written.
+  EMBEDDED_MONGO_PATH: Type.String({ default: '.data/embedded-mongo.json' }),
+  EMBEDDED_MONGO_PERSIST_MS: Type.Integer({ minimum: 100, default: 5000 }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   JIT_BASIC_AUTH_USER: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
   JIT_BASIC_AUTH_PASSWORD: Type.Optional(Type.String({ minLength: 20, maxLength: 50 })),
@@ -42,7 +45,7 @@ export const ConfigSchema = Type.Object({
   JIT_DEADLINE_MS: Type.Integer({ minimum: 50, maximum: 2900, default: 1500 }),
   JIT_PARTIAL_APPROVAL: Bool,
   JIT_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
-  JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
+  JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
   JIT_BATCH_QUEUE_MAX: Type.Integer({ minimum: 1, default: 1000 }),
   JIT_SLOW_WARN_MS: Type.Integer({ minimum: 1, default: 50 }),
   JIT_SLOW_ERROR_MS: Type.Integer({ minimum: 1, default: 100 }),
@@ -56,7 +59,9 @@ export const ConfigSchema = Type.Object({
   CACHE_CONTROLS_TTL_S: Type.Integer({ minimum: 1, default: 300 }),
   CACHE_NEGATIVE_TTL_S: Type.Integer({ minimum: 1, default: 30 }),
   RELAY_POLL_MS: Type.Integer({ minimum: 10, default: 1000 }),
-  RUN_WORKERS: Type.Boolean({ default: true }),
+  // all: HTTP and background work; api: HTTP only; worker: background work, with only probes and metrics on WORKER_PORT.
+  ROLE: Type.Union([Type.Literal('all'), Type.Literal('api'), Type.Literal('worker')], { default: 'all' }),
+  WORKER_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3001 }),
   WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' })
 })
@@ -99,6 +104,8 @@ export function loadConfig (env?: Record<string, unknown>, warn: (msg: string) =
   } else if (missing.length > 0) {
     warn(`using development values for ${missing.join(', ')} (see .env.example); never do this in production`)
   }
+  // Its old `false` now reads as ROLE=all: say so rather than run background work where it was turned off.
+  if ((env ?? process.env).RUN_WORKERS !== undefined) warn('RUN_WORKERS is no longer read: set ROLE=api (HTTP only) or ROLE=worker (background work only) instead')
   if (raw.PG_POOL_MIN > raw.PG_POOL_MAX) throw new ConfigError('invalid configuration: PG_POOL_MIN must not exceed PG_POOL_MAX')
   if ((raw.JIT_CUSTOM_HEADER_NAME === undefined) !== (raw.JIT_CUSTOM_HEADER_VALUE === undefined)) {
     throw new ConfigError('invalid configuration: JIT_CUSTOM_HEADER_NAME and JIT_CUSTOM_HEADER_VALUE go together')

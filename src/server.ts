@@ -1,8 +1,10 @@
 import cluster from 'node:cluster'
 import closeWithGrace from 'close-with-grace'
-import { loadConfig, ConfigError } from './config.js'
+import { loadConfig, ConfigError, type Config } from './config.js'
 import { buildApp, loggerOptions } from './app.js'
 import { startEmbeddedMongo } from './embedded-mongo.js'
+
+type Role = Exclude<Config['ROLE'], 'all'>
 
 async function main (): Promise<void> {
   let config
@@ -15,19 +17,27 @@ async function main (): Promise<void> {
   }
 
   if (config.WORKERS > 1 && cluster.isPrimary) {
-    // One embedded MongoDB for all workers, or each would archive into (and read from) its own.
-    const embedded = config.MONGO_URL === 'embedded' ? await startEmbeddedMongo() : undefined
+    // One embedded MongoDB for all processes, or each would archive into (and read from) its own.
+    const embedded = config.MONGO_URL === 'embedded' ? await startEmbeddedMongo({ path: config.EMBEDDED_MONGO_PATH, persistIntervalMs: config.EMBEDDED_MONGO_PERSIST_MS }) : undefined
     const env = embedded !== undefined ? { MONGO_URL: embedded.url } : {}
-    if (embedded !== undefined) console.log(`embedded MongoDB for the workers at ${embedded.url}`)
-    console.log(`starting ${config.WORKERS} workers`)
-    for (let i = 0; i < config.WORKERS; i++) cluster.fork(env)
+    if (embedded !== undefined) console.log(`embedded MongoDB for the cluster at ${embedded.url}`)
+    // ROLE=all splits (DESIGN §7, roles): the request path in WORKERS api processes sharing PORT, the background work
+    // in one worker process on WORKER_PORT. ROLE=api or ROLE=worker forks WORKERS processes of that role.
+    const roles: Role[] = config.ROLE === 'all' ? [...Array<Role>(config.WORKERS).fill('api'), 'worker'] : Array<Role>(config.WORKERS).fill(config.ROLE)
+    const roleOf = new Map<number, Role>()
+    const fork = (role: Role): void => { roleOf.set(cluster.fork({ ...env, ROLE: role }).id, role) }
+    const count = (role: Role): number => roles.filter((r) => r === role).length
+    console.log(`starting ${count('api')} api and ${count('worker')} worker processes`)
+    for (const role of roles) fork(role)
     let stopping = false
-    cluster.on('exit', (worker, code, signal) => {
+    cluster.on('exit', (child, code, signal) => {
+      const role = roleOf.get(child.id) ?? 'api'
+      roleOf.delete(child.id)
       if (!stopping && signal !== 'SIGTERM' && signal !== 'SIGINT' && code !== 0) {
-        console.error(`worker ${worker.process.pid} exited (${signal ?? code}); starting another`)
-        cluster.fork(env)
+        console.error(`${role} process ${child.process.pid} exited (${signal ?? code}); starting another`)
+        fork(role)
       } else if (stopping && Object.values(cluster.workers ?? {}).every((w) => w === undefined || w.isDead())) {
-        // The embedded server is the last thing keeping the primary alive; it goes once no worker can use it.
+        // The embedded server is the last thing keeping the primary alive; it goes once no process can use it.
         void embedded?.stop()
       }
     })
@@ -64,7 +74,8 @@ async function main (): Promise<void> {
       clearInterval(sweeper)
     }
   })
-  await app.listen({ port: config.PORT, host: config.HOST })
+  // A worker has no public route: its probes and metrics are on WORKER_PORT, and PORT stays free for api processes.
+  await app.listen({ port: config.ROLE === 'worker' ? config.WORKER_PORT : config.PORT, host: config.HOST })
 }
 
 void main()

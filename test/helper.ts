@@ -16,6 +16,7 @@ export function testConfig (overrides: Record<string, string> = {}): Config {
     DATABASE_URL: TEST_DATABASE_URL,
     LOG_LEVEL: 'silent',
     MONGO_URL: process.env.MONGO_URL ?? 'embedded',
+    EMBEDDED_MONGO_PATH: '',
     ...overrides
   }, () => {})
 }
@@ -131,16 +132,22 @@ export async function tcpProxy (t: Teardown, targetPort: number, targetHost = '1
 
 export interface SpawnedServer {
   port: number
+  /** WORKER_PORT: where a ROLE=worker process (alone or in a cluster) serves its probes and metrics. */
+  workerPort: number
   output: () => string
   exited: Promise<number | null>
   kill: (signal: NodeJS.Signals) => void
 }
 
-/** Runs the built server (`npm test` builds first) on a random port with the test database, killed at teardown. */
+/**
+ * Runs the built server (`npm test` builds first) on random ports with the test database, killed at teardown. ROLE=api
+ * unless `env` says otherwise: no relay of it takes the shared events.
+ */
 export function spawnServer (t: Teardown, env: Record<string, string> = {}): SpawnedServer {
   const port = 40000 + Math.floor(Math.random() * 20000)
+  const workerPort = port === 59999 ? 40000 : port + 1
   const server = spawn(process.execPath, ['dist/src/server.js'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, RUN_WORKERS: 'false', ...env },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, ROLE: 'api', WORKER_PORT: String(workerPort), EMBEDDED_MONGO_PATH: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
@@ -148,5 +155,5 @@ export function spawnServer (t: Teardown, env: Record<string, string> = {}): Spa
   server.stderr.on('data', (d) => { output += d })
   const exited = once(server, 'exit').then(([code]) => code as number | null)
   t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
-  return { port, output: () => output, exited, kill: (signal) => server.kill(signal) }
+  return { port, workerPort, output: () => output, exited, kill: (signal) => server.kill(signal) }
 }

@@ -24,7 +24,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 150)
 const MARQETA_FACTOR = 3
 const WEBHOOK_SECRET = 'fuzz-webhook-secret'
 
-const app = await build(t, { WEBHOOK_SECRET, RUN_WORKERS: 'false', JIT_DEADLINE_MS: '2900' })
+const app = await build(t, { WEBHOOK_SECRET, ROLE: 'api', JIT_DEADLINE_MS: '2900' })
 const admin = adminHeaders.authorization
 const jitAuth = jitHeaders.authorization
 const webhookAuth = webhookHeaders.authorization

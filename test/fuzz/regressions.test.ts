@@ -29,7 +29,7 @@ t.test('the depth check is iterative and exact', async (t) => {
 })
 
 t.test('webhooks: a body nested 5000 levels deep is a 400 naming the problem; a deep but allowed one is still a 200', async (t) => {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false' })
+  const app = await buildConnected(t, { ROLE: 'api' })
   const post = async (body: string) => await app.inject({
     method: 'POST', url: '/marqeta/webhooks', headers: { ...webhookHeaders, 'content-type': 'application/json' }, payload: body
   })
@@ -49,7 +49,7 @@ t.test('webhooks: a body nested 5000 levels deep is a 400 naming the problem; a 
 })
 
 t.test('JIT and admin bodies nested too deep are a 400 too', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const jit = await app.inject({
     method: 'POST', url: '/marqeta/jit', headers: { ...jitHeaders, 'content-type': 'application/json' },
     payload: `{"extension":${nestText(5000)},"gpa_order":{"jit_funding":{"token":"${uniq('deep')}","method":"pgfs.authorization","user_token":"${uniq('u')}","amount":1}}}`
@@ -62,7 +62,7 @@ t.test('JIT and admin bodies nested too deep are a 400 too', async (t) => {
 })
 
 t.test('admin API: NUL and other malformed tokens, NUL in text, non-finite integers: 400 naming the field', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const call = async (method: string, url: string, payload?: unknown, headers: Record<string, string> = {}) =>
     await app.inject({ method: method as 'GET', url, headers: { ...adminHeaders, ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) })
   const user = uniq('rg-user')
@@ -118,7 +118,7 @@ t.test('admin API: NUL and other malformed tokens, NUL in text, non-finite integ
 })
 
 t.test('JIT: an unpaired surrogate escape anywhere in the message (jsonb refuses it) is decided, never a 500', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const ch = await cardholder(app.db, { fundMinor: 10_000 })
   const body = jitRequest({ user: ch.user, card: ch.card, amount: 1 })
   body.card_acceptor.name = 'Corner\uD800Grocery'

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,9 +51,9 @@ t.test('with every secret set, the file is valid; without one, compose stops nam
 t.test('production settings: no default secrets, a real MongoDB, internal tools on 127.0.0.1 only', async (t) => {
   const { stdout } = config(required)
   t.notMatch(stdout, /change-me|guest:guest|:admin\b|dev-.*-change-me/, 'no default or development secret')
-  t.equal(stdout.match(/NODE_ENV: production/g)?.length, 2, 'both app instances run in production')
-  t.equal(stdout.match(/MONGO_URL: mongodb:\/\/mongo:27017\/jit/g)?.length, 2)
-  t.equal(stdout.match(/WEBHOOK_SECRET: webhook-hmac-secret-5/g)?.length, 2)
+  t.equal(stdout.match(/NODE_ENV: production/g)?.length, 3, 'both api instances and the worker run in production')
+  t.equal(stdout.match(/MONGO_URL: mongodb:\/\/mongo:27017\/jit/g)?.length, 3)
+  t.equal(stdout.match(/WEBHOOK_SECRET: webhook-hmac-secret-5/g)?.length, 3)
   t.match(stdout, /GF_SECURITY_ADMIN_PASSWORD: grafana-secret-6/)
   t.match(stdout, /RABBITMQ_DEFAULT_PASS: rabbit-secret-2/)
   t.match(stdout, /DATABASE_URL: postgres:\/\/postgres:pg-secret-1@postgres:5432\/jit/)
@@ -61,4 +61,29 @@ t.test('production settings: no default secrets, a real MongoDB, internal tools 
   const published = [...stdout.matchAll(/^\s*- (\S+:\d+:\d+)\/tcp$/gm)].map((m) => m[1]).sort()
   t.same(published, ['127.0.0.1:15672:15672', '127.0.0.1:3001:3000', '127.0.0.1:8081:8081', '127.0.0.1:9090:9090'])
   t.same([...stdout.matchAll(/published: (\d+)/g)].map((m) => m[1]), ['8080'], 'the public port alone is open to all')
+})
+
+t.test('roles: two api instances behind nginx, one worker whose probes and metrics stay on the compose network', async (t) => {
+  const { stdout } = config(required)
+  // A service's lines in `docker-compose config` (services at two spaces, their keys at four).
+  const service = (name: string): string => new RegExp(`^  ${name}:\\n((?: {4}.*\\n)+)`, 'm').exec(stdout)?.[1] ?? ''
+  for (const name of ['app1', 'app2']) {
+    t.match(service(name), /^ {6}ROLE: api$/m, `${name} serves HTTP only`)
+    t.match(service(name), /expose:\n\s+- '3000'/)
+  }
+  const worker = service('worker')
+  t.match(worker, /^ {6}ROLE: worker$/m, 'one worker service')
+  t.match(worker, /^ {6}WORKER_PORT: '3001'$/m)
+  t.match(worker, /expose:\n\s+- '3001'\n/, 'WORKER_PORT on the compose network')
+  t.notMatch(worker, /ports:/, 'and published nowhere')
+  t.match(worker, /http:\/\/127\.0\.0\.1:3001\/ready/, 'its healthcheck asks WORKER_PORT')
+
+  const nginx = readFileSync('nginx.conf', 'utf8')
+  const upstream = /upstream app \{([^}]*)\}/.exec(nginx)?.[1] ?? ''
+  t.same([...upstream.matchAll(/^\s*server (\S+)/gm)].map((m) => m[1]), ['app1:3000', 'app2:3000'], 'nginx routes to the api instances')
+  t.notMatch(nginx, /\bworker:\d+/, 'never to the worker')
+
+  const prometheus = readFileSync('ops/prometheus/prometheus.yml', 'utf8')
+  t.same([...prometheus.matchAll(/^\s*- (\S+:\d+)$/gm)].map((m) => m[1]).filter((x) => !x.startsWith('localhost')).sort(),
+    ['app1:3000', 'app2:3000', 'worker:3001'], 'Prometheus scrapes every api instance and the worker on WORKER_PORT')
 })

@@ -86,7 +86,7 @@ t.test('every dashboard panel returns data and the alert rules load, name export
       { name: `test.${id}.archive`, bindings: ['#'], consumer: 'archive' }
     ]
   }
-  const app: FastifyInstance = await buildApp(testConfig({ DATABASE_URL: databaseUrl.toString(), RUN_WORKERS: 'true', RELAY_POLL_MS: '250' }), { logger: false, topology })
+  const app: FastifyInstance = await buildApp(testConfig({ DATABASE_URL: databaseUrl.toString(), ROLE: 'all', RELAY_POLL_MS: '250' }), { logger: false, topology })
   t.teardown(async () => {
     await app.close()
     await deleteTopology(topology)

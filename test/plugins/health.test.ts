@@ -63,7 +63,7 @@ t.test('errors are JSON without stack traces; authorization headers never reach 
 })
 
 t.test('/health and /metrics report the work queues: depth, consumers, dead letters', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'true' })
+  const app = await build(t, { ROLE: 'all' })
   await eventually(async () => app.broker.connected, 20_000)
   const queues = await eventually(async () => {
     const q = (await app.inject({ url: '/health' })).json().rabbitmq?.queues

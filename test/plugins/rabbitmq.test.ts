@@ -22,7 +22,7 @@ async function deleteWorkQueue (name: string): Promise<void> {
  * queue, `dead` collects what reaches the dead-letter queue.
  */
 async function workQueue (t: { teardown: (fn: () => unknown) => void }, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>, probes: Probes = {}) {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false', RABBITMQ_RETRY_DELAY_MS: String(retryDelayMs) })
+  const app = await buildConnected(t, { ROLE: 'api', RABBITMQ_RETRY_DELAY_MS: String(retryDelayMs) })
   const { broker } = app
   const name = uniq('test.rmq')
   const prefix = `test.rmq.${name}`
@@ -166,7 +166,7 @@ t.test('a broker whose topology cannot be set up closes the connection it opened
 })
 
 t.test('publishing without a broker fails fast with a 503 error', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false', RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1' })
+  const app = await build(t, { ROLE: 'api', RABBITMQ_URL: 'amqp://guest:guest@127.0.0.1:1' })
   t.equal(app.broker.connected, false)
   const started = performance.now()
   await t.rejects(app.broker.publish('test.nowhere', { a: 1 }), { statusCode: 503, message: 'message broker unavailable' })
@@ -181,7 +181,7 @@ const summary = (samples: number[]): { p50: number, p99: number, max: number } =
 }
 
 t.test('publish (until confirm) and consume (publish to handler) latencies', async (t) => {
-  const app = await buildConnected(t, { RUN_WORKERS: 'false' })
+  const app = await buildConnected(t, { ROLE: 'api' })
   const { broker } = app
   const name = uniq('test.latency')
   await broker.addWorkQueue({ name, bindings: [] })

@@ -43,33 +43,51 @@ t.test('two instances on one database: no overdraft and no double effect across 
   t.equal(rows[0].holds, 50, 'one hold per approval, nothing twice')
 })
 
-t.test('WORKERS=2 npm start runs two processes that serve and stop on SIGTERM', async (t) => {
-  const server = spawnServer(t, { WORKERS: '2', LOG_LEVEL: 'info' })
+t.test('WORKERS=2 with ROLE=all runs two api processes and one worker, replaces a dead child with its role, and stops on SIGTERM', async (t) => {
+  const server = spawnServer(t, { WORKERS: '2', ROLE: 'all', LOG_LEVEL: 'info' })
   const output = server.output
-  const listening = (): Set<number> => new Set([...output().matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => Number(m[1])))
-  for (let i = 0; i < 600 && listening().size < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  t.match(output(), /starting 2 workers/)
-  t.equal(listening().size, 2, 'two worker processes listen on the same port')
-  // Ready once both workers' pools and stores answer (a worker that just booted on a loaded machine may still be
+  // Every pid that logged listening on `port`, in the order they did.
+  const listening = (port: number): number[] => [...new Set([...output().matchAll(new RegExp(`"pid":(\\d+)[^\\n]*Server listening at http://127\\.0\\.0\\.1:${port}"`, 'g'))].map((m) => Number(m[1])))]
+  await eventually(async () => listening(server.port).length >= 2 && listening(server.workerPort).length >= 1, 30_000, 50)
+    .catch(() => t.fail(`the processes did not all listen: ${output().slice(-1000)}`))
+  t.match(output(), /starting 2 api and 1 worker processes/)
+  const apis = listening(server.port)
+  const [worker] = listening(server.workerPort)
+  t.equal(apis.length, 2, 'two api processes listen on the same PORT')
+  t.equal(listening(server.workerPort).length, 1, 'one worker process listens on WORKER_PORT')
+  t.notOk(apis.includes(worker), 'the worker is none of the api processes')
+  // Ready once both api processes' pools and stores answer (one that just booted on a loaded machine may still be
   // connecting); the wait is on the condition, bounded.
   const status = await eventually(async () => {
     const res = await fetch(`http://127.0.0.1:${server.port}/ready`)
     return res.status === 200 ? res.status : undefined
   }, 15_000, 200).catch(() => 503)
   t.equal(status, 200, 'the cluster answers')
+  const health = await (await fetch(`http://127.0.0.1:${server.workerPort}/health`)).json()
+  t.equal(typeof health.postgres.relay_active, 'boolean', 'the relay runs in the worker process')
+  t.equal((await fetch(`http://127.0.0.1:${server.workerPort}/v1/users`)).status, 404, 'the worker serves no public route')
+
+  process.kill(worker, 'SIGKILL')
+  await eventually(async () => listening(server.workerPort).length === 2, 30_000, 50)
+    .catch(() => t.fail(`no new worker process: ${output().slice(-1000)}`))
+  t.match(output(), new RegExp(`worker process ${worker} exited \\(SIGKILL\\); starting another`))
+  t.same(listening(server.port), apis, 'the api processes were left alone')
+  t.ok(await eventually(async () => (await fetch(`http://127.0.0.1:${server.workerPort}/ready`)).status === 200, 15_000, 100).catch(() => false),
+    'the new worker answers on WORKER_PORT')
+
   server.kill('SIGTERM')
   const code = await server.exited
   t.equal(code, 0, `clean exit (${output().slice(-300)})`)
 })
 
-t.test('WORKERS=2 with the embedded MongoDB: every worker reads the one archive the primary runs', async (t) => {
+t.test('WORKERS=2 with the embedded MongoDB: every api process reads the one archive the primary runs', async (t) => {
   const server = spawnServer(t, { WORKERS: '2', MONGO_URL: 'embedded', LOG_LEVEL: 'info' })
   const listening = (): number => new Set([...server.output().matchAll(/"pid":(\d+)[^\n]*Server listening/g)].map((m) => m[1])).size
   for (let i = 0; i < 600 && listening() < 2; i++) await new Promise((resolve) => setTimeout(resolve, 50))
-  const url = /embedded MongoDB for the workers at (\S+)/.exec(server.output())?.[1]
+  const url = /embedded MongoDB for the cluster at (\S+)/.exec(server.output())?.[1]
   t.ok(url, 'the primary started one embedded MongoDB and named it')
   if (url === undefined) return
-  // Both workers ready (their stores connected, no boot-time pressure) before the requests that must reach either.
+  // Both api processes ready (their stores connected, no boot-time pressure) before the requests that must reach either.
   await eventually(async () => (await fetch(`http://127.0.0.1:${server.port}/ready`).catch(() => undefined))?.status === 200, 20_000, 100)
 
   // A decision in the shared ledger, and its message archived in the primary's MongoDB.
@@ -83,7 +101,7 @@ t.test('WORKERS=2 with the embedded MongoDB: every worker reads the one archive 
   t.teardown(() => mongo.close(true))
   await archiveMessage(mongo.db(testConfig().MONGO_DB), { routingKey: 'jit.approved.pgfs.authorization', messageId: jitToken, content: Buffer.from(JSON.stringify({ jit_token: jitToken })) })
 
-  // A new connection per request: the primary hands each to the next worker in turn.
+  // A new connection per request: the primary hands each to the next api process in turn.
   const details = await Promise.all(Array.from({ length: 8 }, async () => {
     const body = await new Promise<string>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port: server.port, path: `/v1/transactions/${jitToken}`, headers: adminHeaders, agent: false }, (res) => {
@@ -95,7 +113,7 @@ t.test('WORKERS=2 with the embedded MongoDB: every worker reads the one archive 
     return JSON.parse(body) as { archive_status: string, archived?: Array<{ message_id: string }> }
   }))
   t.same(details.map((d) => [d.archive_status, d.archived?.map((m) => m.message_id)]), Array(8).fill(['available', [jitToken]]),
-    `every answer, whichever worker gave it, has the archived message (${JSON.stringify(details).slice(0, 400)})`)
+    `every answer, whichever process gave it, has the archived message (${JSON.stringify(details).slice(0, 400)})`)
   server.kill('SIGTERM')
-  t.equal(await server.exited, 0, 'the primary exits once its workers and the embedded MongoDB have stopped')
+  t.equal(await server.exited, 0, 'the primary exits once its processes and the embedded MongoDB have stopped')
 })

@@ -7,7 +7,7 @@ import { signBody } from '../../src/webhooks/signature.js'
 const SECRET = 'whsec-test-secret'
 
 // These apps only receive: the shared consumers of other test files' apps may process what they queue.
-const receiver = { RUN_WORKERS: 'false' }
+const receiver = { ROLE: 'api' }
 
 t.test('a ping is queued and answered 200', async (t) => {
   const app = await buildConnected(t, receiver)

@@ -47,7 +47,7 @@ t.test('documents: tokens to find a message by, the whole payload, the time it w
 })
 
 t.test('a message is written once however often it is delivered', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const db = app.mongo.db!
   const messageId = uniq('msg')
   const input = { routingKey: 'webhook.transactions', messageId, content: json({ token: messageId, type: 'authorization' }) }
@@ -123,7 +123,7 @@ t.test('MongoDB unreachable is told apart from a refused document', async (t) =>
   t.teardown(() => client.close())
   const down = await client.db().collection('x').insertOne({ a: 1 }).then(() => undefined, (err: unknown) => err)
   t.ok(isMongoUnavailable(down), String(down))
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const coll = app.mongo.db!.collection<{ _id: ObjectId }>(uniq('refused'))
   const _id = new ObjectId()
   await coll.insertOne({ _id })

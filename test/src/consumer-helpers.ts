@@ -19,7 +19,7 @@ export interface Isolated {
 /**
  * An app on an exchange and work queues of its own (deleted at teardown), consumed only by this app's consumers (the
  * same handlers and probes as plugins/workers.ts): what the test posts is processed here and nowhere else, so it can
- * wait for "processed" instead of sleeping. RUN_WORKERS stays off: no relay of this app takes the shared events.
+ * wait for "processed" instead of sleeping. ROLE=api: no relay of this app takes the shared events.
  */
 export async function buildIsolated (t: { teardown: (fn: () => unknown) => void }, overrides: Record<string, string> = {}, options: { consume?: boolean } = {}): Promise<Isolated> {
   const id = uniq('t').replace(/-/g, '.')
@@ -31,7 +31,7 @@ export async function buildIsolated (t: { teardown: (fn: () => unknown) => void 
       { name: queues.archive, bindings: ['#'], consumer: 'archive' }
     ]
   }
-  const app = await buildApp(testConfig({ RUN_WORKERS: 'false', ...overrides }), { logger: false, topology })
+  const app = await buildApp(testConfig({ ROLE: 'api', ...overrides }), { logger: false, topology })
   t.teardown(async () => {
     await app.close()
     await deleteTopology(topology)

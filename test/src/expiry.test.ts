@@ -6,7 +6,7 @@ import { balances, createCardholder, holdOf, jitHold, ledger } from './webhooks-
 import { ageHold, decideHold } from './ledger/helper.js'
 
 t.test('a hold past its expiry is released with an event; a fresh one stays', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const { db } = app
   const { user, card } = await createCardholder(db, 100_00)
   const old = uniq('jit')
@@ -44,7 +44,7 @@ t.test('a hold past its expiry is released with an event; a fresh one stays', as
 })
 
 t.test('one instance at a time: a sweep does nothing while another holds the lock', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const other = new pg.Client({ connectionString: TEST_DATABASE_URL })
   await other.connect()
   t.teardown(() => other.end())
@@ -75,7 +75,7 @@ t.test('the workers run the sweep on their own timer', async (t) => {
 })
 
 t.test('a hold that is still only its JIT decision row expires too', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const { db } = app
   const { user, card } = await createCardholder(db, 10_00)
   const jit = uniq('jit')

@@ -21,7 +21,7 @@ const basic = (user: string, password: string): string => `Basic ${Buffer.from(`
 
 t.test('the service logger keeps every configured secret out of the logs, request lines included', async (t) => {
   const lines: string[] = []
-  const app = await buildApp(testConfig({ ...secrets, LOG_LEVEL: 'info', RUN_WORKERS: 'false' }), { logStream: { write: (l) => { lines.push(l) } } })
+  const app = await buildApp(testConfig({ ...secrets, LOG_LEVEL: 'info', ROLE: 'api' }), { logStream: { write: (l) => { lines.push(l) } } })
   t.teardown(() => app.close())
   await app.ready()
 
@@ -82,7 +82,7 @@ t.test('the service logger keeps every configured secret out of the logs, reques
 
 t.test('a mixed-case custom header name is redacted under its lowercase name', async (t) => {
   const lines: string[] = []
-  const app = await buildApp(testConfig({ ...secrets, JIT_CUSTOM_HEADER_NAME: 'X-MiXeD-Key', LOG_LEVEL: 'info', RUN_WORKERS: 'false' }),
+  const app = await buildApp(testConfig({ ...secrets, JIT_CUSTOM_HEADER_NAME: 'X-MiXeD-Key', LOG_LEVEL: 'info', ROLE: 'api' }),
     { logStream: { write: (l) => { lines.push(l) } } })
   t.teardown(() => app.close())
   await app.ready()

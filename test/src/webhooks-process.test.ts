@@ -190,7 +190,7 @@ async function takeFromDlq (queue: string, match: (body: any) => boolean): Promi
 }
 
 t.test('processing the same item concurrently moves money once (no broker involved)', async (t) => {
-  const app = await build(t, { RUN_WORKERS: 'false' })
+  const app = await build(t, { ROLE: 'api' })
   const { db } = app
   const { user, card } = await createCardholder(db, 10_00)
   const auth = uniq('jit')

@@ -45,7 +45,7 @@ t.test('PostgreSQL unreachable at the ledger call (context already cached): 503 
   const proxied = new URL(target.href)
   proxied.host = `127.0.0.1:${proxy.port}`
   // The context stays in the local level for the whole test, so the request gets past context and rules to the ledger.
-  const app = await build(t, { DATABASE_URL: proxied.href, RUN_WORKERS: 'false', CACHE_LOCAL_TTL_MS: '600000' })
+  const app = await build(t, { DATABASE_URL: proxied.href, ROLE: 'api', CACHE_LOCAL_TTL_MS: '600000' })
   const ch = await cardholder(app.db, { fundMinor: 10_000 })
   const warm = await postJit(app, jitRequest({ user: ch.user, card: ch.card, amount: 1 }))
   t.equal(warm.statusCode, 200, 'a first decision loads and caches the context')
