@@ -144,8 +144,10 @@ export interface SpawnedServer {
  * unless `env` says otherwise: no relay of it takes the shared events.
  */
 export function spawnServer (t: Teardown, env: Record<string, string> = {}): SpawnedServer {
-  const port = 40000 + Math.floor(Math.random() * 20000)
-  const workerPort = port === 59999 ? 40000 : port + 1
+  // Below the kernel's ephemeral range (32768-60999 here), where outgoing connections of every process on the
+  // machine take their local ports: a listening port picked there can be taken meanwhile (EADDRINUSE).
+  const port = 20000 + 2 * Math.floor(Math.random() * 6000)
+  const workerPort = port + 1
   const server = spawn(process.execPath, ['dist/src/server.js'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, ROLE: 'api', WORKER_PORT: String(workerPort), EMBEDDED_MONGO_PATH: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -45,7 +45,8 @@ function deriveConfig (conf: string, a: Addresses): string {
 async function startNginx (t: { teardown: (fn: () => unknown) => void }, upstreams: string[]): Promise<{ publicUrl: string, operatorsUrl: string, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'nginx-'))
   for (const k of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(join(dir, k))
-  const port = (): number => 20000 + Math.floor(Math.random() * 20000)
+  // Below the kernel's ephemeral range (from 32768), where other processes' outgoing connections take ports.
+  const port = (): number => 20000 + Math.floor(Math.random() * 12000)
   const publicPort = port()
   const operatorsPort = publicPort + 1
   const conf = deriveConfig(await readFile('nginx.conf', 'utf8'), { upstreams, publicPort, operatorsPort, dir })
