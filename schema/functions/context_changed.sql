@@ -15,8 +15,11 @@
 -- acting_user_token); only then, in a later statement (a fresh READ COMMITTED snapshot), it reads the versions. Per
 -- scope: if the decision took the lock first, the change waits for it. Otherwise it waits for the change to commit
 -- and its snapshot sees the bump. An account created meanwhile cannot slip between the two: lock_user_account (and
--- jit_decide) share-lock the users row before creating one. Changes and decisions lock in one order
--- (program_context, users rows by token, accounts by id), so they never wait on each other in a cycle.
+-- jit_decide) share-lock the users row before creating one. A change of one row and a decision lock in one order
+-- (program_context, users rows by token, accounts by id), so they never wait on each other in a cycle. A single
+-- statement that changes the scope of several users' rows (a bulk UPDATE from a script; the service issues none)
+-- fires this trigger once per row and can meet a decision batch in a cycle: PostgreSQL then aborts one of them after
+-- deadlock_timeout, and the batch's decisions are decided again one by one.
 CREATE OR REPLACE FUNCTION context_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   v_row record;
@@ -47,10 +50,13 @@ BEGIN
     LOCK TABLE program_context IN EXCLUSIVE MODE;
     UPDATE program_context SET version = nextval('context_version_seq');
   END IF;
+  -- Every user first, in token order, then all of their accounts in one statement in id order: a decision batch
+  -- holds accounts of several users in id order, so locking one user's accounts before another user's row could wait
+  -- on it in a cycle.
   FOR v_scope IN SELECT s FROM unnest(v_scopes) s WHERE s <> '' ORDER BY s LOOP
     UPDATE users SET context_version = nextval('context_version_seq') WHERE token = v_scope;
-    PERFORM 1 FROM accounts WHERE user_token = v_scope ORDER BY id FOR UPDATE;
   END LOOP;
+  PERFORM 1 FROM accounts WHERE user_token = ANY (v_scopes) ORDER BY id FOR UPDATE;
   RETURN NULL;
 END $$;
 

@@ -10,7 +10,7 @@ BEGIN
   IF v_account IS NULL THEN RETURN 0; END IF;
   PERFORM 1 FROM accounts WHERE id = v_account FOR UPDATE;
   -- Again under the account's lock: a clearing may have settled it meanwhile.
-  h := hold_lock(p_root);
+  h := hold_lock(p_root, v_account);
   IF h.status IS DISTINCT FROM 'PENDING' OR h.expires_at > now() THEN RETURN 0; END IF;
   RETURN hold_release(h, NULL, 'EXPIRED', p_root || ':expire', 'hold.expired', p_root, NULL);
 END $$;

@@ -18,7 +18,9 @@
  * Returns one row per item (i = its position): the answer, whether it replays an earlier decision, and status 409
  * with an empty response when the context versions the decision used are not current (nothing written for it).
  * An approval whose deadline (deadline_ms, epoch milliseconds, less p_margin_ms) has passed when its turn comes,
- * locks held, is declined instead: nothing is held past the deadline.
+ * locks held, is declined instead; if the earliest approval's deadline passes while the batch waits for its last
+ * locks (its decision rows, the program shards), the whole call fails with query_canceled and nothing is written:
+ * nothing is held past the deadline.
  */
 CREATE OR REPLACE FUNCTION jit_decide(p_items jsonb[], p_shard int DEFAULT NULL, p_lock_timeout_ms int DEFAULT NULL, p_margin_ms int DEFAULT 20)
 RETURNS TABLE (i int, status_code int, response text, replay boolean, overdrawn boolean) LANGUAGE plpgsql
@@ -81,6 +83,7 @@ DECLARE
   h holds;
   r jsonb;
   v_inserted int;
+  v_first_deadline numeric := 'Infinity';  -- the earliest deadline of the batch's approvals
 BEGIN
   IF p_lock_timeout_ms IS NOT NULL THEN
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
@@ -218,7 +221,7 @@ BEGIN
             h := NULL;
             IF e->>'original_jit_token' IS NOT NULL THEN
               v_root := hold_root(e->>'original_jit_token');
-              IF v_root IS NOT NULL THEN h := hold_lock(v_root); END IF;
+              IF v_root IS NOT NULL THEN h := hold_lock(v_root, v_account); END IF;
             END IF;
             IF h.jit_token IS NOT NULL AND h.status = 'PENDING' AND h.account_id = v_account THEN
               -- An incremental adds to its hold, on the hold's program shard.
@@ -237,6 +240,7 @@ BEGIN
             v_post[v_ix] := v_post[v_ix] + v_approved;
           END IF;
           v_avail[v_ix] := v_avail[v_ix] - v_approved;
+          v_first_deadline := least(v_first_deadline, coalesce((p->>'deadline_ms')::numeric, v_first_deadline));
           v_sx := array_position(v_shard_ids, v_program);
           IF v_sx IS NULL THEN
             v_shard_ids := v_shard_ids || v_program;
@@ -308,6 +312,12 @@ BEGIN
     -- Another transaction decided one of these tokens meanwhile without this batch's locks (a decline, or a token
     -- reused for another cardholder): nothing of this batch stands; the caller decides again and replays it.
     RAISE EXCEPTION USING ERRCODE = 'unique_violation', MESSAGE = 'jit_decide: a token was decided concurrently';
+  END IF;
+  -- The program shards last, in id order; the wait for them (or for the insert above) may outlast an approval's
+  -- deadline, and then nothing of the batch stands: the caller answers as past the deadline.
+  PERFORM 1 FROM accounts WHERE id = ANY (v_shard_ids) ORDER BY id FOR UPDATE;
+  IF v_first_deadline - p_margin_ms < extract(epoch FROM clock_timestamp()) * 1000 THEN
+    RAISE EXCEPTION USING ERRCODE = 'query_canceled', MESSAGE = 'jit_decide: an approval''s deadline passed while its batch waited for a lock';
   END IF;
   UPDATE accounts a SET debits_pending = a.debits_pending + x.pend, debits_posted = a.debits_posted + x.post
     FROM unnest(v_ids, v_pend, v_post) AS x(id, pend, post)

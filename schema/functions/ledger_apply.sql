@@ -30,6 +30,9 @@ DECLARE
   v_available bigint;
   v_reason text;
   v_first boolean;
+  v_before bigint;
+  v_after bigint;
+  v_debit_program bigint;
 BEGIN
   a := lock_user_account(v_user, v_currency);
   IF a.id IS NULL THEN
@@ -50,6 +53,7 @@ BEGIN
   END IF;
   v_program := program_account(v_currency, program_shard(v_user));
   v_available := available_minor(a);
+  v_before := v_available;
 
   IF v_kind IN ('hold', 'debit') AND NOT v_forced THEN
     -- PostgreSQL has the final word on state: the context the rules saw may come from a cache.
@@ -78,7 +82,7 @@ BEGIN
   IF v_kind = 'hold' THEN
     IF p->>'original_jit_token' IS NOT NULL THEN
       v_root := hold_root(p->>'original_jit_token');
-      IF v_root IS NOT NULL THEN h := hold_lock(v_root); END IF;
+      IF v_root IS NOT NULL THEN h := hold_lock(v_root, a.id); END IF;
     END IF;
     IF v_approved <= 0 THEN
       PERFORM ledger_transfer(v_key, 'pending', 'noop', NULL, NULL, 'debit', 0, 0, NULL, v_user, v_currency, v_jit, v_txn);
@@ -111,13 +115,18 @@ BEGIN
     PERFORM ledger_transfer(v_key, 'single', 'credit', a.id, v_program, 'credit', v_amount, 0, NULL, v_user, v_currency, v_jit, v_txn);
 
   ELSIF v_kind = 'settle' THEN
+    -- The program shards of the holds it settles, locked in id order like every batch's, before any of them moves.
+    PERFORM 1 FROM accounts WHERE id IN (
+        SELECT s.program_account_id FROM hold_states s
+         WHERE s.account_id = a.id AND s.jit_token IN (SELECT hold_root(x) FROM jsonb_array_elements_text(coalesce(p->'hold_tokens', '[]')) x))
+      ORDER BY id FOR UPDATE;
     v_first := true;
     FOR v_root IN
       SELECT DISTINCT r.root FROM (SELECT hold_root(x) AS root FROM jsonb_array_elements_text(coalesce(p->'hold_tokens', '[]')) x) r
        WHERE r.root IS NOT NULL ORDER BY r.root
     LOOP
-      h := hold_lock(v_root);
-      CONTINUE WHEN h.status <> 'PENDING' OR h.account_id <> a.id;
+      h := hold_lock(v_root, a.id);
+      CONTINUE WHEN h.jit_token IS NULL OR h.status <> 'PENDING';
       -- The first clearing posts its amount and releases what was held; the other holds it names are released.
       PERFORM ledger_transfer(CASE WHEN v_first THEN v_key ELSE v_key || '/' || h.jit_token END, CASE WHEN v_first THEN 'post' ELSE 'void' END,
         'hold.posted', a.id, h.program_account_id, 'debit', CASE WHEN v_first THEN v_amount ELSE 0 END, h.remaining, h.jit_token,
@@ -133,8 +142,8 @@ BEGIN
 
   ELSIF v_kind = 'release' THEN
     v_root := hold_root(p->>'original_jit_token');
-    IF v_root IS NOT NULL THEN h := hold_lock(v_root); END IF;
-    IF h.jit_token IS NOT NULL AND h.status = 'PENDING' AND h.account_id = a.id THEN
+    IF v_root IS NOT NULL THEN h := hold_lock(v_root, a.id); END IF;
+    IF h.jit_token IS NOT NULL AND h.status = 'PENDING' THEN
       v_approved := hold_release(h, v_amount, 'VOIDED', v_key, 'hold.voided', v_jit, v_txn);
     ELSE
       v_approved := 0;
@@ -142,15 +151,25 @@ BEGIN
     END IF;
 
   ELSIF v_kind = 'void' THEN
-    IF hold_root(v_jit) = v_jit THEN h := hold_lock(v_jit); END IF;
-    IF h.jit_token IS NOT NULL AND h.status = 'PENDING' AND h.account_id = a.id THEN
-      v_approved := hold_release(h, NULL, 'VOIDED', v_key, 'hold.voided', v_jit, v_txn);
+    -- A hold we approved (or added to, for an incremental) that Marqeta then declined or timed out: released.
+    v_root := hold_root(v_jit);
+    IF v_root IS NOT NULL THEN h := hold_lock(v_root, a.id); END IF;
+    IF h.jit_token IS NOT NULL AND h.status = 'PENDING' THEN
+      IF v_root = v_jit THEN
+        v_approved := hold_release(h, NULL, 'VOIDED', v_key, 'hold.voided', v_jit, v_txn);
+      ELSE
+        SELECT coalesce((SELECT d.hold_minor FROM decisions d WHERE d.jit_token = v_jit),
+                        (SELECT t2.amount FROM transfers t2 WHERE t2.id = v_jit || ':hold'), 0) INTO v_approved;
+        v_approved := hold_release(h, v_approved, 'VOIDED', v_key, 'hold.voided', v_jit, v_txn);
+      END IF;
     ELSE
-      -- An immediate debit we approved that Marqeta then declined or timed out: give the money back.
-      SELECT t2.amount INTO v_approved FROM transfers t2 WHERE t2.id = v_jit || ':debit' AND t2.debit_account_id = a.id;
+      -- An immediate debit we approved that Marqeta then declined or timed out: the money goes back, through the
+      -- program shard the debit credited.
+      SELECT t2.amount, t2.credit_account_id INTO v_approved, v_debit_program FROM transfers t2
+       WHERE t2.id = v_jit || ':debit' AND t2.debit_account_id = a.id;
       v_approved := coalesce(v_approved, 0);
-      PERFORM ledger_transfer(v_key, 'single', CASE WHEN v_approved > 0 THEN 'void.debit' ELSE 'noop' END, a.id, v_program, 'credit',
-        v_approved, 0, NULL, v_user, v_currency, v_jit, v_txn);
+      PERFORM ledger_transfer(v_key, 'single', CASE WHEN v_approved > 0 THEN 'void.debit' ELSE 'noop' END, a.id,
+        coalesce(v_debit_program, v_program), 'credit', v_approved, 0, NULL, v_user, v_currency, v_jit, v_txn);
       UPDATE spend SET amount = 0, uses = 0 WHERE jit_token = v_jit AND v_approved > 0;
     END IF;
 
@@ -158,11 +177,14 @@ BEGIN
     RAISE EXCEPTION 'unknown ledger effect kind %', v_kind;
   END IF;
 
-  SELECT available_minor(a2) INTO v_available FROM accounts a2 WHERE a2.id = a.id;
+  SELECT available_minor(a2) INTO v_after FROM accounts a2 WHERE a2.id = a.id;
+  v_available := CASE WHEN v_after < 0 AND v_after < v_before THEN v_after ELSE 0 END;
   IF v_available < 0 AND v_kind IN ('hold', 'debit', 'forced_debit', 'settle') THEN
-    -- A network-forced posting may overdraw (DESIGN §3): recorded, and published as ledger.overdrawn.
+    -- A network-forced posting that drives the account (further) negative (DESIGN §3): recorded, and published as
+    -- ledger.overdrawn.
     PERFORM ledger_transfer(v_key || ':overdrawn', 'single', 'overdrawn', NULL, NULL, 'debit', 0, 0, NULL, v_user, v_currency,
       v_jit, v_txn, v_available::text, true);
   END IF;
-  RETURN jsonb_build_object('status', 'applied', 'approved_minor', v_approved, 'account_id', a.id, 'overdrawn', v_available < 0);
+  RETURN jsonb_build_object('status', 'applied', 'approved_minor', v_approved, 'account_id', a.id,
+    'overdrawn', v_available < 0 AND v_kind IN ('hold', 'debit', 'forced_debit', 'settle'));
 END $$;

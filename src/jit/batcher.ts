@@ -124,11 +124,12 @@ export class JitBatcher {
   }
 }
 
-/** Why a batch failed, as a bounded label: a lock wait past the batch's lock timeout, a token decided meanwhile, else. */
+/** Why a batch failed, as a bounded label: a lock wait past its timeout, a token decided meanwhile, a deadline passed. */
 function fallbackCause (err: unknown): string {
   const code = (err as { code?: string })?.code
   if (code === pgErrors.lockNotAvailable) return 'lock'
   if (code === pgErrors.uniqueViolation) return 'token'
+  if (code === pgErrors.queryCanceled) return 'deadline'
   return 'error'
 }
 

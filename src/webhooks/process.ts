@@ -71,6 +71,8 @@ export async function applyLedgerEffect (db: Queryable, effect: LedgerEffect, su
             SELECT k, 'void', 'superseded', $3::text
               FROM applied, unnest($2::text[]) k
              WHERE applied.r->>'status' = 'applied'
+               -- A hold a JIT decision placed is that decision's row, not a transfer: it did happen.
+               AND NOT EXISTS (SELECT 1 FROM decisions d WHERE k LIKE '%:hold' AND d.jit_token = left(k, -5) AND d.hold_minor IS NOT NULL)
             ON CONFLICT (id) DO NOTHING)
      SELECT r FROM applied`, [JSON.stringify(effect), supersedes, effect.effect_key])
   return rows[0].r

@@ -131,3 +131,43 @@ t.test('the queue waiting for a batch is bounded: past it a decision is answered
   t.same(rows.map((r) => r?.status_code), [200, 200, 200, 200], 'the queued ones decided once the lock was free')
   t.match(await account(pool, ch.user), { debits_pending: 4_00 })
 })
+
+t.test('a batch whose approval\'s deadline passes while it waits for the program shard commits nothing', async (t) => {
+  const ch = await cardholder(pool, { fundMinor: 10_00 })
+  const holder = await pool.connect()
+  t.teardown(() => holder.release())
+  await holder.query('BEGIN')
+  await holder.query("SELECT 1 FROM accounts WHERE id = program_account('USD', 11) FOR UPDATE")
+  const item = holdItem(ch, 1_00, { deadlineMs: Date.now() + 300 })
+  const pending = batch([item], 11).then(() => undefined, (err: { code?: string }) => err.code)
+  await new Promise((resolve) => setTimeout(resolve, 600)) // the shard stays locked past the decision's deadline
+  await holder.query('COMMIT')
+  t.equal(await pending, '57014', 'query_canceled: the caller answers as past the deadline')
+  t.match(await account(pool, ch.user), { debits_pending: 0 })
+  const { rows } = await pool.query('SELECT 1 FROM decisions WHERE jit_token = $1', [(item.echo as { token: string }).token])
+  t.equal(rows.length, 0, 'no decision row either')
+})
+
+t.test('a control moved from one cardholder to another while a batch decides for both: no deadlock', async (t) => {
+  // Account ids in the opposite order of the user tokens, so the change's users (token order) and the batch's accounts
+  // (id order) would cross if the change locked one user's accounts before the other user's row.
+  const second = await cardholder(pool, { user: `zz-${uniq('b')}`.slice(0, 36), fundMinor: 10_00 })
+  const first = await cardholder(pool, { user: `aa-${uniq('a')}`.slice(0, 36), fundMinor: 10_00 })
+  const control = uniq('vc')
+  await pool.query(`INSERT INTO velocity_controls (token, user_token, currency_code, amount_limit, velocity_window) VALUES ($1, $2, 'USD', 100000, 'DAY')`, [control, first.user])
+  // A share lock on the second user's row holds the change between its two users, long enough for the batch to lock
+  // both accounts' rows in id order; without the fix the change held the first user's account by then.
+  const share = await pool.connect()
+  t.teardown(() => share.release())
+  await share.query('BEGIN')
+  await share.query('SELECT 1 FROM users WHERE token = $1 FOR SHARE', [second.user])
+  const changer = await pool.connect()
+  t.teardown(() => changer.release())
+  const change = changer.query('UPDATE velocity_controls SET user_token = $2 WHERE token = $1', [control, second.user]).then(() => 'ok', (err: { code?: string }) => err.code)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const decided = batch([holdItem(first, 1_00), holdItem(second, 1_00)], 13).then((rows) => rows.map((r) => r.status_code), (err: { code?: string }) => err.code)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await share.query('COMMIT')
+  t.same(await decided, [200, 200])
+  t.equal(await change, 'ok', 'the change went through after the batch, no deadlock')
+})

@@ -43,7 +43,7 @@ export async function holdOf (db: Queryable, jitToken: string): Promise<{ id: st
  */
 export async function materializeHold (db: Queryable, root: string): Promise<void> {
   await db.query(
-    `SELECT hold_lock($1) FROM (SELECT a.id FROM accounts a
+    `SELECT hold_lock($1, locked.id) FROM (SELECT a.id FROM accounts a
                                  WHERE a.id = (SELECT s.account_id FROM hold_states s WHERE s.jit_token = $1) FOR UPDATE) locked`, [root])
 }
 
