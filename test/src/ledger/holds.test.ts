@@ -193,7 +193,7 @@ t.test('Marqeta declining or timing out an approved incremental releases what it
   t.equal(r.approved_minor, 5_00n, 'the incremental\'s amount released')
   t.match(await holdOf(db, original), { status: 'PENDING', amount: 15_00n, remaining: 10_00n })
   t.match(await account(db, user), { debits_pending: 10_00n })
-  t.same((await auditLedger(db, { users: [user] })).violations, [])
+  t.same((await auditLedger(db, { userTokens: [user] })).violations, [])
 })
 
 t.test('an incremental naming another cardholder\'s hold neither adds to it nor creates its row', async (t) => {
