@@ -54,6 +54,7 @@ class Model {
   holdIndex = new Map<string, number>() // every token of a hold (original and incrementals)
   tokens: string[] = []
   debits = new Map<string, bigint>() // approved immediate debits
+  increments = new Map<string, bigint>() // what each approved incremental added to its hold
   debitTokens: string[] = []
   keys = new Set<string>() // effect keys already applied
   applied: Call[] = []
@@ -148,6 +149,7 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
           if (existing !== undefined) {
             existing.remaining += BigInt(op.amount)
             m.holdIndex.set(fresh, m.holdIndex.get(original as string) as number)
+            m.increments.set(fresh, BigInt(op.amount))
           } else {
             m.holds.push({ token: fresh, remaining: BigInt(op.amount), status: 'PENDING' })
             m.holdIndex.set(fresh, m.holds.length - 1)
@@ -177,8 +179,12 @@ t.test('random ledger operations agree with an in-memory model, and the audit st
           c = effect('void', token)
           if (m.keys.has(key(c))) { expected = 'duplicate'; break }
           expected = 'applied'
+          // A declined or timed-out hold is released; an incremental gives back what it added.
           const i = m.holdIndex.get(token)
-          if (i !== undefined && m.holds[i].token === token && m.holds[i].status === 'PENDING') m.release(m.holds[i], undefined, 'VOIDED')
+          if (i !== undefined && m.holds[i].status === 'PENDING') {
+            if (m.holds[i].token === token) m.release(m.holds[i], undefined, 'VOIDED')
+            else if (m.increments.has(token)) m.release(m.holds[i], m.increments.get(token), 'VOIDED')
+          }
           break
         }
         case 'debit': {
