@@ -26,9 +26,10 @@ function ticks (fields: string[], children: boolean): number {
  * Reads /proc (Linux only; undefined elsewhere). Without `serviceGroup` the service is the bench's main thread alone:
  * autocannon runs in a worker thread of the same process, and its CPU is the load generator's, not the service's.
  * With it, the service is every thread of every process in that process group (a service started as a child in its
- * own group, its cluster workers included).
+ * own group, its cluster workers included). `workerGroup`: a process group that counts as the service too (a
+ * ROLE=worker process running the background work beside the bench's in-process API).
  */
-export function cpuSnapshot (serviceGroup?: number): CpuSample | undefined {
+export function cpuSnapshot (serviceGroup?: number, workerGroup?: number): CpuSample | undefined {
   try {
     const sample: CpuSample = new Map()
     if (serviceGroup === undefined) sample.set('self', { group: 'service', ms: ticks(statFields(`/proc/self/task/${process.pid}/stat`), false) * MS_PER_TICK })
@@ -36,10 +37,10 @@ export function cpuSnapshot (serviceGroup?: number): CpuSample | undefined {
       if (!/^\d+$/.test(pid)) continue
       try {
         const server = serverGroups[readFileSync(`/proc/${pid}/comm`, 'utf8').trim()]
-        if (server === undefined && serviceGroup === undefined) continue
+        if (server === undefined && serviceGroup === undefined && workerGroup === undefined) continue
         const fields = statFields(`/proc/${pid}/stat`)
         if (server !== undefined) sample.set(pid, { group: server, ms: ticks(fields, true) * MS_PER_TICK })
-        else if (Number(fields[2]) === serviceGroup) sample.set(pid, { group: 'service', ms: ticks(fields, false) * MS_PER_TICK })
+        else if (Number(fields[2]) === serviceGroup || Number(fields[2]) === workerGroup) sample.set(pid, { group: 'service', ms: ticks(fields, false) * MS_PER_TICK })
       } catch {
         // The process ended between the listing and the read.
       }

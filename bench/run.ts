@@ -31,6 +31,8 @@ import { basicAuth, pingBody } from './messages.js'
 import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
+import { ServiceProcess } from './fault-control.js'
+import { freePort } from './free-port.js'
 import { decideScript, pgbench, updateScript, type PgbenchResult, type PgbenchScript, type WriteStats } from './pgbench.js'
 
 const { values: args } = parseArgs({
@@ -101,14 +103,25 @@ interface Row {
 const rateOf = (row: Row | undefined): number | undefined => row?.result?.reqPerSec ?? row?.pgbench?.perSecond
 
 const loadAtStart = loadavg()[0]
+/** The process group of the bench's ROLE=worker process, whose CPU counts as the service's. */
+let workerGroup: number | undefined
 
 async function main (): Promise<number> {
   if (loadAtStart > cpus().length) {
     console.warn(`warning: load average ${loadAtStart.toFixed(1)} on ${cpus().length} CPUs before the bench started; other work is running and the figures will be low and noisy (ratios within this run stay comparable)`)
   }
   const runId = randomBytes(3).toString('hex')
-  // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
-const config: Config = loadConfig({ EMBEDDED_MONGO_PATH: '', ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', PORT: '0', HOST: '127.0.0.1' }, () => {})
+  // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file. The API runs
+  // in this process (ROLE=api) and the background work (relay, consumers, archive, expiry) in a ROLE=worker process
+  // beside it, as DESIGN §7 deploys them: it runs during every measurement and its CPU counts as the service's.
+  const env = { EMBEDDED_MONGO_PATH: '', ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }
+  const config: Config = loadConfig({ ...env, PORT: '0', HOST: '127.0.0.1', ROLE: 'api' }, () => {})
+  const workerPort = await freePort()
+  const worker = new ServiceProcess(fileURLToPath(new URL('../src/server.js', import.meta.url)), process.cwd(),
+    { ...env, ROLE: 'worker', WORKER_PORT: String(workerPort), HOST: '127.0.0.1' }, `/tmp/bench-worker-${workerPort}.log`, `http://127.0.0.1:${workerPort}`)
+  worker.start()
+  if (await worker.waitReady(60_000) === undefined) throw new Error(`the bench's worker process did not become ready: ${worker.tail()}`)
+  workerGroup = worker.pid
   const app = await buildApp(config)
   await app.register(referenceRoutes, { rows: REFERENCE_ROWS })
   await app.ready()
@@ -120,6 +133,7 @@ const config: Config = loadConfig({ EMBEDDED_MONGO_PATH: '', ...process.env, LOG
   } finally {
     await uncached.close()
     await app.close()
+    await worker.stop()
   }
   return exitCode
 }
@@ -177,10 +191,10 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       const script = phase.pgbench
       const bench = (s: number): Promise<PgbenchResult> => pgbench(pool, script, { databaseUrl: config.DATABASE_URL, clients: connections, durationS: s })
       await bench(warmupS)
-      const cpuBefore = cpuSnapshot()
+      const cpuBefore = cpuSnapshot(undefined, workerGroup)
       row.pgbench = await bench(durationS)
       const done = row.pgbench.transactions * Math.max(1, script.perCall)
-      row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), done)
+      row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(undefined, workerGroup), done)
       const refRate = rateOf(rows.find((r) => r.name === phase.reference))
       if (refRate !== undefined) row.ratio = row.pgbench.perSecond / refRate
       const w = row.pgbench.writes
@@ -190,10 +204,10 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
       continue
     }
     await load(phase.address ?? address, { durationS: warmupS, scenario: phase.scenario(`w${phase.name}`) })
-    const cpuBefore = cpuSnapshot()
+    const cpuBefore = cpuSnapshot(undefined, workerGroup)
     const batchesBefore = await batchStats(app)
     row.result = await load(phase.address ?? address, { durationS, scenario: phase.scenario(`m${phase.name}`) })
-    row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(), row.result.requests)
+    row.cpu = cpuPerRequest(cpuBefore, cpuSnapshot(undefined, workerGroup), row.result.requests)
     const batches = batchDelta(batchesBefore, await batchStats(app))
     if (batches !== undefined) notes.push(`${phase.name}: ${batches}`)
     const unexpected = Object.fromEntries(Object.entries(row.result.statuses).filter(([code]) => !phase.expected.includes(Number(code))))
@@ -289,7 +303,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     commit: gitCommit(),
     pg_pool_max: config.PG_POOL_MAX,
     mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external',
-    workers_in_process: config.ROLE !== 'api'
+    background_work: 'a ROLE=worker process beside the in-process API (its CPU counted with the service)'
   }
   const report = {
     run_id: runId,
