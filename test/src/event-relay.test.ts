@@ -215,7 +215,10 @@ t.test('the broker unreachable: the cursor stays, nothing is lost, and everythin
   await t.rejects(r.drain(), { message: 'not confirmed' })
   t.same(await cursorOf(pool), cursor, 'a page with one refusal does not move it either')
   refuse = () => false
-  t.equal(await r.drain(), expected.length)
+  // A pass the relay scheduled itself (a kick, its timer) may publish the page before this one: either way the page
+  // goes out and the cursor moves past it.
+  await r.drain()
+  t.match(await r.health(), { backlog: 0 }, 'the cursor moved past everything')
   await afterEverything(broker, seen)
   const ids = seen.map((m) => m.messageId!)
   t.same([...new Set(ids)].sort(), [...expected].sort(), 'every event arrived')
