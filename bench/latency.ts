@@ -19,7 +19,6 @@ import { Worker } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
 import { cpus, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
@@ -27,6 +26,7 @@ import { loadConfig, redactUrl } from '../src/config.js'
 import { seedPopulation } from './seed.js'
 import { basicAuth } from './messages.js'
 import { summarize, round, textTable, markdownTable, type LatencySummary } from './stats.js'
+import { machineEnvironment } from './environment.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
 import { freePort } from './free-port.js'
 import { ServiceProcess } from './fault-control.js'
@@ -327,13 +327,7 @@ async function main (): Promise<number> {
     if (ci && totalS > ciBudget.maxTotalS) failures.push(`the run took ${totalS.toFixed(0)} s (> ${ciBudget.maxTotalS} s)`)
 
     const environment = {
-      node: process.version,
-      cpus: cpus().length,
-      cpu_model: cpus()[0]?.model,
-      load_1min_at_start: round(loadAtStart),
-      load_1min_at_end: round(loadavg()[0]),
-      postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
-      commit: gitCommit(),
+      ...await machineEnvironment(pool, loadAtStart),
       pg_pool_max: config.PG_POOL_MAX,
       workers_in_service: config.ROLE !== 'api',
       service_processes: config.WORKERS,
@@ -417,13 +411,6 @@ function roundSummary (s: LatencySummary): Record<string, number> {
   return Object.fromEntries(keys.map((k) => [k, k === 'count' ? s[k] : round(s[k], 3)]))
 }
 
-function gitCommit (): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repo, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()
-  } catch {
-    return undefined
-  }
-}
 
 function markdownReport (report: { run_id: string, finished_at: string, mode: string, settings: object, environment: object, notes: string[], ci?: { passed: boolean, failures: string[] } },
   header: string[], cells: string[][]): string {

@@ -18,7 +18,6 @@ import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { randomBytes, createHmac } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { execFileSync } from 'node:child_process'
 import { cpus, loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
@@ -30,6 +29,7 @@ import { seedPopulation, type Population } from './seed.js'
 import { basicAuth, pingBody } from './messages.js'
 import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
+import { machineEnvironment } from './environment.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
 import { ServiceProcess } from './fault-control.js'
 import { freePort } from './free-port.js'
@@ -293,16 +293,10 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   })
 
   const environment = {
-    node: process.version,
-    cpus: cpus().length,
-    cpu_model: cpus()[0]?.model,
-    load_1min_at_start: round(loadAtStart),
-    load_1min_at_end: round(loadavg()[0]),
-    postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+    ...await machineEnvironment(pool, loadAtStart),
     // PostgreSQL's LLVM JIT compiles any statement whose cost estimate passes jit_above_cost, on every execution.
     postgres_jit: (await pool.query('SHOW jit')).rows[0].jit as string,
     pgoptions: process.env.PGOPTIONS,
-    commit: gitCommit(),
     pg_pool_max: config.PG_POOL_MAX,
     mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external',
     background_work: 'a ROLE=worker process beside the in-process API (its CPU counted with the service)'
@@ -545,15 +539,6 @@ function roundSummary (s: LatencySummary, digits: number): Record<string, number
   return Object.fromEntries(keys.map((k) => [k, k === 'count' ? s[k] : round(s[k], digits)]))
 }
 
-function gitCommit (): string | undefined {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() !== ''
-    return dirty ? `${head}+uncommitted` : head
-  } catch {
-    return undefined
-  }
-}
 
 function markdownReport (report: { run_id: string, finished_at: string, mode: string, settings: object, environment: object, goals: object, notes: string[], ci: { passed: boolean, failures: string[] }, ratio_medians?: Array<{ name: string, reference: string, median?: number, ratios: number[] }> },
   header: string[], cells: string[][], redis: LatencySummary | undefined): string {
