@@ -35,7 +35,7 @@ DECLARE
   v_moving boolean[] := '{}';
   v_tokens text[] := '{}';
   v_users text[] := '{}';        -- the money-moving decisions' accounts: user and currency
-  v_currencies text[] := '{}';
+  v_currencies bpchar[] := '{}'; -- accounts.currency_code's type: compared as text, no index serves the joins below
   v_effect_keys text[] := '{}';
   v_version_users text[] := '{}';
   v_share text[] := '{}';
@@ -103,7 +103,7 @@ BEGIN
     END IF;
     IF v_moving[k] THEN
       v_users := v_users || (e->>'user_token');
-      v_currencies := v_currencies || (e->>'currency_code');
+      v_currencies := v_currencies || (e->>'currency_code')::bpchar;
       v_effect_keys := v_effect_keys || (e->>'effect_key');
       IF p ? 'versions' THEN
         v_share := v_share || ARRAY(SELECT vk FROM jsonb_object_keys(p->'versions') vk WHERE vk NOT IN ('', e->>'user_token'));
