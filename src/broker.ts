@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib'
 import { classifyFailure, type Failure, type FailureCause } from './failures.js'
+import { coalesceFrameWrites } from './amqp-frame-writes.js'
 
 export { RetryLaterError } from './failures.js'
 
@@ -140,6 +141,7 @@ export class Broker extends EventEmitter {
     try {
       connection = await amqp.connect(this.url, { timeout: 2000, noDelay: true })
       connection.on('error', (err) => this.opts.log.warn({ err }, 'rabbitmq connection error'))
+      if (!coalesceFrameWrites(connection)) this.opts.log.warn('amqplib internals changed: frames are written one syscall each')
       const channel = await connection.createConfirmChannel()
       channel.on('error', (err) => this.opts.log.warn({ err }, 'rabbitmq channel error'))
       await this.assertTopology(channel)
