@@ -2,7 +2,8 @@ import { readFileSync, readdirSync } from 'node:fs'
 
 /** CPU time in ms of the service's main thread and of the local servers it talks to, by group. */
 export type CpuSnapshot = Record<CpuGroup, number>
-export type CpuGroup = 'service' | 'postgres' | 'rabbitmq' | 'redis'
+/** 'worker': the ROLE=worker process beside an in-process API (the service's too, shown apart). */
+export type CpuGroup = 'service' | 'worker' | 'postgres' | 'rabbitmq' | 'redis'
 /** CPU ms of each counted process (or 'self' for the bench's main thread) at one moment, with its group. */
 export type CpuSample = Map<string, { group: CpuGroup, ms: number }>
 
@@ -40,7 +41,8 @@ export function cpuSnapshot (serviceGroup?: number, workerGroup?: number): CpuSa
         if (server === undefined && serviceGroup === undefined && workerGroup === undefined) continue
         const fields = statFields(`/proc/${pid}/stat`)
         if (server !== undefined) sample.set(pid, { group: server, ms: ticks(fields, true) * MS_PER_TICK })
-        else if (Number(fields[2]) === serviceGroup || Number(fields[2]) === workerGroup) sample.set(pid, { group: 'service', ms: ticks(fields, false) * MS_PER_TICK })
+        else if (Number(fields[2]) === serviceGroup) sample.set(pid, { group: 'service', ms: ticks(fields, false) * MS_PER_TICK })
+        else if (Number(fields[2]) === workerGroup) sample.set(pid, { group: 'worker', ms: ticks(fields, false) * MS_PER_TICK })
       } catch {
         // The process ended between the listing and the read.
       }
@@ -58,11 +60,11 @@ export function cpuSnapshot (serviceGroup?: number, workerGroup?: number): CpuSa
  */
 export function cpuPerRequest (before: CpuSample | undefined, after: CpuSample | undefined, requests: number): CpuSnapshot | undefined {
   if (before === undefined || after === undefined || requests === 0) return undefined
-  const used: CpuSnapshot = { service: 0, postgres: 0, rabbitmq: 0, redis: 0 }
+  const used: CpuSnapshot = { service: 0, worker: 0, postgres: 0, rabbitmq: 0, redis: 0 }
   for (const [pid, now] of after) {
     const then = before.get(pid)
     used[now.group] += now.ms - (then !== undefined && then.group === now.group ? then.ms : 0)
   }
   const per = (g: CpuGroup): number => used[g] / requests
-  return { service: per('service'), postgres: per('postgres'), rabbitmq: per('rabbitmq'), redis: per('redis') }
+  return { service: per('service'), worker: per('worker'), postgres: per('postgres'), rabbitmq: per('rabbitmq'), redis: per('redis') }
 }

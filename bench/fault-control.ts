@@ -79,7 +79,9 @@ export class ServiceProcess {
   start (): void {
     const fd = openSync(this.logPath, 'a')
     try {
-      this.child = spawn(process.execPath, [this.script], { cwd: this.cwd, detached: true, stdio: ['ignore', fd, fd], env: this.env })
+      // BENCH_CPU_PROF=<dir>: each service process writes a V8 CPU profile there when it exits (node --cpu-prof).
+      const profile = process.env.BENCH_CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+      this.child = spawn(process.execPath, [...profile, this.script], { cwd: this.cwd, detached: true, stdio: ['ignore', fd, fd], env: this.env })
     } finally {
       closeSync(fd)
     }

@@ -260,8 +260,8 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
     redis_lookup_p99_ms: redisDirect !== undefined ? { value: round(redisDirect.p99, 3), goal: goal.redisP99Ms, met: redisDirect.p99 < goal.redisP99Ms } : undefined
   }
 
-  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio', 'CPU ms/req svc+pg+mq+redis', 'writes per decision']
-  const cpuText = (cpu: CpuSnapshot | undefined): string => cpu !== undefined ? [cpu.service, cpu.postgres, cpu.rabbitmq, cpu.redis].map((ms) => ms.toFixed(2)).join('+') : ''
+  const header = ['route', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'requests', '2xx', '402', 'other', 'errors', 'ratio', 'CPU ms/req api+worker+pg+mq+redis', 'writes per decision']
+  const cpuText = (cpu: CpuSnapshot | undefined): string => cpu !== undefined ? [cpu.service, cpu.worker, cpu.postgres, cpu.rabbitmq, cpu.redis].map((ms) => ms.toFixed(2)).join('+') : ''
   const cells = rows.map((row): string[] => {
     const p = row.pgbench
     if (p !== undefined) {
