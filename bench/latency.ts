@@ -11,6 +11,9 @@
  *   --ci                    200/s for 5 s after a 2 s warm-up; exit 1 when p99 >= 100 ms or any status other than
  *                           200/402, any request without an answer, or the whole run passes 55 s
  *   --users N (300) --cards-per-user N (2) --connections N (256 per thread) --threads N (1) --timeout-ms N (10000)
+ *   --roles split|all       split (default): a ROLE=api process answers and a ROLE=worker process runs the relay, the
+ *                           consumers and the archive, as DESIGN §7 deploys them; all: one ROLE=all process, as
+ *                           `npm start` runs. The CPU of both processes counts as the service's.
  *
  * Writes bench/results/latest-latency.{json,md} (ci-latency.* with --ci). The service's log is in /tmp.
  */
@@ -27,6 +30,7 @@ import { seedPopulation } from './seed.js'
 import { basicAuth } from './messages.js'
 import { summarize, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import { machineEnvironment } from './environment.js'
+import { describeStageTails, stageTails } from './service-metrics.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
 import { freePort } from './free-port.js'
 import { ServiceProcess } from './fault-control.js'
@@ -48,7 +52,8 @@ const { values: args } = parseArgs({
     'cards-per-user': { type: 'string' },
     connections: { type: 'string' },
     threads: { type: 'string' },
-    'timeout-ms': { type: 'string' }
+    'timeout-ms': { type: 'string' },
+    roles: { type: 'string', default: 'split' }
   }
 })
 
@@ -72,6 +77,11 @@ const cardsPerUser = num(args['cards-per-user'], 2)
 const connections = num(args.connections, 256)
 const threads = Math.round(num(args.threads, 1))
 const timeoutMs = num(args['timeout-ms'], 10_000)
+const split = args.roles === 'split'
+if (!split && args.roles !== 'all') {
+  console.error(`--roles ${args.roles}: split or all`)
+  process.exit(2)
+}
 const ciBudget = { p99Ms: 100, maxTotalS: 55 }
 /** Small amounts on well-funded cardholders: funds never run out, so approvals stay approvals. */
 const amounts = { minMinor: 100, maxMinor: 5000, fundMinor: 1_000_000_000n }
@@ -106,12 +116,13 @@ interface RunResult {
 const loadAtStart = loadavg()[0]
 const runStarted = performance.now()
 let servicePid: number | undefined
+let workerPid: number | undefined
 
 class Generator {
   private readonly workers: Worker[] = []
   private seq = 0
 
-  constructor (private readonly setup: GeneratorSetup, private readonly runId: string, private readonly servicePid: number) {}
+  constructor (private readonly setup: GeneratorSetup, private readonly runId: string, private readonly servicePid: number, private readonly workerPid?: number) {}
 
   async start (): Promise<void> {
     for (let i = 0; i < threads; i++) {
@@ -125,7 +136,7 @@ class Generator {
   async run (label: string, targetRate: number, seconds: number, record: boolean): Promise<RunResult> {
     const count = Math.max(1, Math.round(targetRate * seconds))
     const tokenPrefix = `l${this.runId}r${this.seq++}-`
-    const cpuBefore = record ? cpuSnapshot(this.servicePid) : undefined
+    const cpuBefore = record ? cpuSnapshot(this.servicePid, this.workerPid) : undefined
     const generatorBefore = process.cpuUsage()
     // A little ahead, so that each worker has its job before request 0 is due.
     const startAt = clock() + 50
@@ -141,7 +152,7 @@ class Generator {
     const generatorUsage = process.cpuUsage(generatorBefore)
     const result = merge(label, targetRate, seconds, startAt, results)
     if (record) {
-      const cpu = cpuPerRequest(cpuBefore, cpuSnapshot(this.servicePid), result.responses)
+      const cpu = cpuPerRequest(cpuBefore, cpuSnapshot(this.servicePid, this.workerPid), result.responses)
       if (cpu !== undefined) result.cpu = { ...cpu, generator: (generatorUsage.user + generatorUsage.system) / 1000 / result.responses }
     }
     return result
@@ -225,7 +236,7 @@ function describe (r: RunResult): string {
     (r.failures.length > 0 ? `  [${r.failures.join('; ')}]` : '')
 }
 
-const cpuText = (c: RunResult['cpu']): string => c === undefined ? '' : [c.service, c.postgres, c.rabbitmq, c.redis, c.generator].map((ms) => ms.toFixed(3)).join('+')
+const cpuText = (c: RunResult['cpu']): string => c === undefined ? '' : [c.service, c.worker, c.postgres, c.rabbitmq, c.redis, c.generator].map((ms) => ms.toFixed(3)).join('+')
 
 async function capacity (gen: Generator, runs: RunResult[]): Promise<{ rate?: number, firstBad?: number, note: string }> {
   const step = async (r: number): Promise<boolean> => {
@@ -263,16 +274,17 @@ async function main (): Promise<number> {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
   const logPath = `/tmp/latency-service-${port}.log`
-  const service = new ServiceProcess(script, repo, {
-    // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
-    EMBEDDED_MONGO_PATH: '',
-    ...process.env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn'
-  }, logPath, url)
+  // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
+  const env = { EMBEDDED_MONGO_PATH: '', ...process.env, HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }
+  const service = new ServiceProcess(script, repo, { ...env, PORT: String(port), ROLE: split ? 'api' : 'all' }, logPath, url)
+  const workerPort = split ? await freePort() : undefined
+  const worker = workerPort !== undefined
+    ? new ServiceProcess(script, repo, { ...env, ROLE: 'worker', WORKER_PORT: String(workerPort) }, `/tmp/latency-worker-${workerPort}.log`, `http://127.0.0.1:${workerPort}`)
+    : undefined
   const mode = ci ? 'ci' : findCapacity ? 'find-capacity' : 'rate'
-  console.log(`latency run ${runId} (${mode}): service on ${url}, database ${redactUrl(config.DATABASE_URL)}, log ${logPath}`)
+  console.log(`latency run ${runId} (${mode}): service on ${url}${worker !== undefined ? ` (ROLE=api) and a ROLE=worker process on ${worker.url}` : ' (ROLE=all)'}, database ${redactUrl(config.DATABASE_URL)}, log ${logPath}`)
+  worker?.start()
+  workerPid = worker?.pid
   service.start()
   servicePid = service.pid
   const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 2 })
@@ -280,6 +292,9 @@ async function main (): Promise<number> {
   try {
     const bootMs = await service.waitReady(ci ? 30_000 : 60_000)
     if (bootMs === undefined) throw new Error(`the service did not become ready (${service.exitStatus ?? 'still running'}):\n${service.tail()}`)
+    if (worker !== undefined && await worker.waitReady(ci ? 30_000 : 60_000) === undefined) {
+      throw new Error(`the worker process did not become ready (${worker.exitStatus ?? 'still running'}):\n${worker.tail()}`)
+    }
     console.log(`service ready in ${(bootMs / 1000).toFixed(1)} s (pid ${service.pid})`)
 
     const seedStarted = performance.now()
@@ -291,12 +306,12 @@ async function main (): Promise<number> {
     gen = new Generator({
       url, connections, timeoutMs, pairs: population.pairs,
       headers: { 'content-type': 'application/json', authorization: basicAuth(config.JIT_BASIC_AUTH_USER, config.JIT_BASIC_AUTH_PASSWORD) }
-    }, runId, service.pid!)
+    }, runId, service.pid!, worker?.pid)
     await gen.start()
     // What each group burns with no request at all: at low rates it dominates the CPU per response.
-    const restBefore = cpuSnapshot(service.pid)
+    const restBefore = cpuSnapshot(service.pid, worker?.pid)
     await new Promise((resolve) => setTimeout(resolve, 1000))
-    const atRest = cpuPerRequest(restBefore, cpuSnapshot(service.pid), 1)
+    const atRest = cpuPerRequest(restBefore, cpuSnapshot(service.pid, worker?.pid), 1)
 
     const runs: RunResult[] = []
     const notes: string[] = []
@@ -315,12 +330,17 @@ async function main (): Promise<number> {
       console.log(`- ${describe(result)}`)
       if (ci) failures.push(...result.failures)
     }
+    const tails = await stageTails(url)
+    if (tails !== undefined) {
+      console.log(describeStageTails(tails))
+      notes.push(describeStageTails(tails))
+    }
     const lagged = runs.filter((r) => r.sendLag.p99 > lagWarnMs)
     if (lagged.length > 0) {
       notes.push(`send lag p99 above ${lagWarnMs} ms in ${lagged.map((r) => `${r.label} (${r.targetRate}/s: ${r.sendLag.p99.toFixed(1)} ms)`).join(', ')}: ` +
         'the generator could not keep the schedule (a busy machine, or try --threads 2); latency counts from the due time, so that lag is in the figures')
     }
-    notes.push('CPU ms per response: service = its process group (all threads); postgres, rabbitmq and redis = every such process on the machine, ' +
+    notes.push('CPU ms per response: api = the answering process group (all threads), worker = the ROLE=worker process group (split roles); postgres, rabbitmq and redis = every such process on the machine, ' +
       'other databases\' and tests\' work included; generator = this bench process (the load generator threads)' +
       (atRest !== undefined ? `; at rest (1 s before the first run, 10 ms ticks): ${Object.entries(atRest).map(([k, ms]) => `${k} ${ms.toFixed(0)}`).join(', ')} ms per s` : ''))
     const totalS = (performance.now() - runStarted) / 1000
@@ -329,8 +349,8 @@ async function main (): Promise<number> {
     const environment = {
       ...await machineEnvironment(pool, loadAtStart),
       pg_pool_max: config.PG_POOL_MAX,
-      workers_in_service: config.ROLE !== 'api',
-      service_processes: config.WORKERS,
+      roles: split ? 'a ROLE=api process and a ROLE=worker process' : 'one ROLE=all process',
+      service_processes_per_role: config.WORKERS,
       mongo: config.MONGO_URL === 'embedded' ? 'embedded (in-process CongoDB)' : 'external'
     }
     const report = {
@@ -373,7 +393,7 @@ async function main (): Promise<number> {
       ci: ci ? { budget: ciBudget, passed: failures.length === 0, failures } : undefined
     }
 
-    const header = ['run', 'target/s', 'achieved/s', 'responses', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms', 'lag p99 ms', 'lag max ms', '200', '402', 'errors', 'CPU ms/req svc+pg+mq+redis+gen', 'result']
+    const header = ['run', 'target/s', 'achieved/s', 'responses', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms', 'lag p99 ms', 'lag max ms', '200', '402', 'errors', 'CPU ms/req api+worker+pg+mq+redis+gen', 'result']
     const cells = runs.map((r) => [
       r.label, String(r.targetRate), r.achievedRate.toFixed(0), String(r.responses),
       r.latency.p50.toFixed(2), r.latency.p99.toFixed(2), r.latency.p999.toFixed(2), r.latency.max.toFixed(2),
@@ -402,6 +422,7 @@ async function main (): Promise<number> {
   } finally {
     await gen?.close().catch(() => {})
     await service.stop(10_000)
+    await worker?.stop(10_000)
     await pool.end()
   }
 }
@@ -438,7 +459,7 @@ function markdownReport (report: { run_id: string, finished_at: string, mode: st
 /** The service runs in its own process group, which an interrupted or timed-out bench would otherwise leave behind. */
 function abort (message: string): never {
   console.error(message)
-  if (servicePid !== undefined) try { process.kill(-servicePid, 'SIGKILL') } catch {}
+  for (const pid of [servicePid, workerPid]) if (pid !== undefined) try { process.kill(-pid, 'SIGKILL') } catch {}
   process.exit(1)
 }
 process.once('SIGINT', () => abort('interrupted'))
