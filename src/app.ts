@@ -14,6 +14,7 @@ import healthPlugin from '../plugins/health.js'
 import cachePlugin from '../plugins/cache.js'
 import profilerPlugin from '../plugins/profiler.js'
 import workersPlugin from '../plugins/workers.js'
+import relayWakeupPlugin from '../plugins/relay-wakeup.js'
 import swaggerPlugin from '../plugins/swagger.js'
 import healthRoutes from '../routes/health.js'
 import jitRoutes from '../routes/jit.js'
@@ -107,6 +108,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(cachePlugin)
   if (servesApi) await app.register(profilerPlugin)
   await app.register(workersPlugin)
+  await app.register(relayWakeupPlugin)
   // Before the routes: the OpenAPI document is built from the routes registered after it.
   if (servesApi) await app.register(swaggerPlugin)
 
