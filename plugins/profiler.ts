@@ -1,6 +1,10 @@
 import fp from 'fastify-plugin'
-import client from 'prom-client'
 import { jitStages, methodLabel, reasonLabel, type JitStage } from '../src/metrics.js'
+import { SlidingPercentiles } from '../src/sliding-percentiles.js'
+
+// /v1/jit/stats: the last 10 minutes, aged out two minutes at a time.
+const STATS_WINDOW_MS = 600_000
+const STATS_SLOTS = 5
 
 export interface StageStats { count: number, p50_ms: number | null, p95_ms: number | null, p99_ms: number | null }
 export interface ProfilerSnapshot {
@@ -23,21 +27,13 @@ declare module 'fastify' {
 }
 
 /**
- * The JIT profiler (DESIGN §9): stage histograms and decision counters in /metrics, and for /v1/jit/stats
- * sliding-window percentiles from prom-client summaries (kept in a private registry, not exported twice).
+ * The JIT profiler (DESIGN §9): stage histograms and decision counters in /metrics, and for /v1/jit/stats the
+ * percentiles of the last 10 minutes per stage (HDR histograms, so that recording on the request path is a bucket
+ * increment).
  */
 export default fp(async (app) => {
   const { telemetry, config } = app
-  const summaries = new client.Registry()
-  const stageSummary = new client.Summary({
-    name: 'jit_stage_summary_seconds',
-    help: 'JIT stage durations for /v1/jit/stats',
-    labelNames: ['stage'],
-    percentiles: [0.5, 0.95, 0.99],
-    maxAgeSeconds: 600,
-    ageBuckets: 5,
-    registers: [summaries]
-  })
+  const windows = new Map<JitStage | 'total', SlidingPercentiles>([...jitStages, 'total' as const].map((stage) => [stage, new SlidingPercentiles(STATS_WINDOW_MS, STATS_SLOTS)]))
   const counts = { approved: 0, declined: 0, overWarn: 0, overError: 0 }
   const stageCounts = new Map<string, number>()
 
@@ -45,7 +41,7 @@ export default fp(async (app) => {
     stage (stage, ms) {
       const seconds = ms / 1000
       if (stage !== 'total') telemetry.jitStageDuration.observe({ stage }, seconds)
-      stageSummary.observe({ stage }, seconds)
+      windows.get(stage)?.record(ms * 1000)
       stageCounts.set(stage, (stageCounts.get(stage) ?? 0) + 1)
     },
     decision (method, result, reason) {
@@ -68,14 +64,10 @@ export default fp(async (app) => {
       }
     },
     async snapshot () {
-      const values = (await stageSummary.get()).values
       const stages = {} as ProfilerSnapshot['stages']
       for (const stage of [...jitStages, 'total'] as const) {
-        const q = (quantile: number): number | null => {
-          const v = values.find((x) => x.labels.stage === stage && (x.labels as Record<string, unknown>).quantile === quantile)?.value
-          return v === undefined || Number.isNaN(v) ? null : Math.round(v * 1e6) / 1e3
-        }
-        stages[stage] = { count: stageCounts.get(stage) ?? 0, p50_ms: q(0.5), p95_ms: q(0.95), p99_ms: q(0.99) }
+        const [p50, p95, p99] = windows.get(stage)!.percentiles([50, 95, 99]).map((us) => us === null ? null : us / 1000)
+        stages[stage] = { count: stageCounts.get(stage) ?? 0, p50_ms: p50, p95_ms: p95, p99_ms: p99 }
       }
       const total = counts.approved + counts.declined
       return {
