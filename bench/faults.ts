@@ -8,6 +8,8 @@
  *     (same process) except after the kill;
  *   - every JIT answer given (200 or 402) is given again, byte for byte, when the token is replayed;
  *   - every webhook answered 200 is applied exactly once (its transfer under its effect key, its hold resolved);
+ *   - every decision's event is published, once after deduplication by message id (a durable copy of every event in the
+ *     run's vhost, bench/fault-events.ts, read after each fault: a broker restart or a kill loses none);
  *   - every decision is archived (GET /v1/transactions/:token lists its messages). The embedded MongoDB lives in
  *     the service's process and saves a snapshot every EMBEDDED_MONGO_PERSIST_MS, so a kill loses what it archived
  *     since the last one: those are counted and reported, not failed;
@@ -39,6 +41,7 @@ import { decimalText, toMinor } from './messages.js'
 import { textTable } from './stats.js'
 import { ServiceProcess, StoreControl, sh, type Store } from './fault-control.js'
 import { freePort } from './free-port.js'
+import { EventLog, checkEvents, prepareEventLog } from './fault-events.js'
 import {
   TrackedTraffic, checkArchive, checkWebhooks, credentialsFromEnv, replayAnswers, sleep,
   type AcceptedWebhook, type AnsweredJit, type CheckResult
@@ -111,6 +114,8 @@ const control = new StoreControl()
 let service: ServiceProcess | undefined
 let simulator: ChildProcess | undefined
 let pool: pg.Pool | undefined
+/** Every event the relay published during the run, read from the run's durable copy after each fault. */
+const eventLog = new EventLog()
 const log = (line: string): void => { console.log(line) }
 const seconds = (ms: number | undefined): string => ms === undefined ? '-' : (ms / 1000).toFixed(1)
 
@@ -139,6 +144,7 @@ interface PhaseRow {
   replays: CheckResult
   webhooks: CheckResult
   archive: CheckResult & { lost: number }
+  events: CheckResult
   audit: { ok: boolean, note: string }
   simulator: SimulatorResult
   moneyLostMinor: bigint
@@ -271,10 +277,11 @@ async function runPhase (fault: FaultName, traffic: TrackedTraffic): Promise<Pha
   if (archive.lost > 0) {
     notes.push(`${archive.lost} of ${answered.filter(lostOk).length} decisions answered before the process died have no archive: archived after the embedded MongoDB's last snapshot before the kill (the development server's documented loss; not counted as a failure)`)
   }
+  const events = await checkEvents(eventLog, rabbitUrl, answered, deadline)
   const audit = await auditDatabase()
   const dlq = await deadLetters()
 
-  failures.push(...replays.failures, ...webhooks.failures, ...archive.failures)
+  failures.push(...replays.failures, ...webhooks.failures, ...archive.failures, ...events.failures)
   if (!audit.ok) failures.push(audit.note)
   if (dlq !== undefined && dlq > deadLettersBefore) notes.push(`${dlq - deadLettersBefore} new message(s) in webhooks.process.dlq (${dlq} in all)`)
   if (dlq !== undefined) deadLettersBefore = dlq
@@ -306,6 +313,7 @@ async function runPhase (fault: FaultName, traffic: TrackedTraffic): Promise<Pha
     replays,
     webhooks,
     archive,
+    events,
     audit,
     simulator: simResult,
     moneyLostMinor,
@@ -368,6 +376,7 @@ async function prepare (): Promise<void> {
     const prepared = await sh(rabbitPrepare)
     if (prepared.code !== 0) throw new Error(`cannot prepare RabbitMQ vhost ${vhost} (${rabbitPrepare}): ${prepared.output.slice(-300)}`)
   }
+  await prepareEventLog(rabbitUrl)
   pool = new pg.Pool({ connectionString: databaseUrl, max: 3, connectionTimeoutMillis: 5000 })
   // Idle clients die with every PostgreSQL restart; the pool replaces them.
   pool.on('error', () => {})
@@ -446,19 +455,21 @@ async function main (): Promise<number> {
   const elapsedS = (performance.now() - runStarted) / 1000
 
   const table = textTable(
-    ['fault', 'down s', 'ready s', 'healthy s', 'recovered', 'sent', 'answers by status', 'replays', 'webhooks', 'archived', 'audit', 'reconciled', 'money lost', 'result'],
+    ['fault', 'down s', 'ready s', 'healthy s', 'recovered', 'sent', 'answers by status', 'replays', 'webhooks', 'archived', 'events', 'audit', 'reconciled', 'money lost', 'result'],
     rows.map((r) => [
       r.fault, seconds(r.downtimeMs), seconds(r.readyMs), seconds(r.healthyMs), r.recovered ? 'yes' : 'NO', String(r.sent), statusSummary(r.outcomes),
       `${r.replays.checked - r.replays.failures.length}/${r.replays.checked}`,
       `${r.webhooks.checked - r.webhooks.failures.length}/${r.webhooks.checked}`,
       `${r.archive.checked - r.archive.failures.length - r.archive.lost}/${r.archive.checked}${r.archive.lost > 0 ? ` (${r.archive.lost} lost with the process)` : ''}`,
+      `${r.events.checked - r.events.failures.length}/${r.events.checked}`,
       r.audit.ok ? 'clean' : 'FAILED',
       r.simulator.differences.length === 0 && r.simulator.exit === 0 ? 'to the cent' : `${r.simulator.differences.length} diffs`,
       decimalText(r.moneyLostMinor),
       r.failures.length === 0 ? 'ok' : `${r.failures.length} FAIL`
     ]))
   log(`\n${table}`)
-  log(`whole run: ${finalReplays.checked - finalReplays.failures.length}/${finalReplays.checked} answers replayed identical after every fault; ${finalAudit.note}; ${elapsedS.toFixed(0)} s`)
+  log(`whole run: ${finalReplays.checked - finalReplays.failures.length}/${finalReplays.checked} answers replayed identical after every fault; ` +
+    `${eventLog.deliveries.size} distinct events read, ${eventLog.redelivered} of them delivered more than once (consumers dedupe by message id); ${finalAudit.note}; ${elapsedS.toFixed(0)} s`)
   for (const f of finalReplays.failures.slice(0, 20)) log(`  FAIL ${f}`)
   if (!finalAudit.ok) log(`  FAIL ${finalAudit.note}`)
 
@@ -480,6 +491,7 @@ async function main (): Promise<number> {
       replays: { checked: r.replays.checked, failed: r.replays.failures.length },
       webhooks: { checked: r.webhooks.checked, failed: r.webhooks.failures.length },
       archive: { checked: r.archive.checked, failed: r.archive.failures.length, lost_with_process: r.archive.lost },
+      events: { checked: r.events.checked, failed: r.events.failures.length },
       audit: r.audit.note,
       reconciliation_differences: r.simulator.differences.length,
       money_lost: decimalText(r.moneyLostMinor),
@@ -488,7 +500,7 @@ async function main (): Promise<number> {
       notes: r.notes,
       elapsed_s: Math.round(r.elapsedS)
     })),
-    final: { replays: finalReplays.checked, replay_failures: finalReplays.failures, audit: finalAudit.note },
+    final: { replays: finalReplays.checked, replay_failures: finalReplays.failures, audit: finalAudit.note, events: eventLog.deliveries.size, events_redelivered: eventLog.redelivered },
     money_lost: decimalText(totalLost)
   }, null, 2) + '\n')
   log(`\n${failed ? 'FAULT RUN FAILED' : 'fault run passed'}: ${rows.length} faults, money lost ${decimalText(totalLost)}; written bench/results/faults-latest.json`)
