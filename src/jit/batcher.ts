@@ -33,13 +33,18 @@ const SHARDS = 64
  * Group commit for JIT decisions (DESIGN §3): while `maxInFlight` batches are running, new decisions queue; the next
  * batch takes up to `maxBatch` of them into ONE jit_decide call (one round trip, one transaction, one WAL flush), which
  * locks their accounts in id order and one program shard last, so batches never deadlock. A decision that finds
- * nothing running goes alone at once, so an idle gateway adds no wait. Informative messages (which apply webhook-like
- * effects with their own locks) always go alone. If a batch fails (a lock held past `lockTimeoutMs`, a bad item),
- * nothing of it was committed and each of its decisions runs alone within its own deadline.
+ * nothing running goes alone at once, so an idle gateway adds no wait. A decision whose cardholder account a running
+ * batch holds waits for that batch to end instead of starting another that would queue on the account's lock: on a
+ * hot account the decisions arriving meanwhile then share the next batch, and the other accounts' decisions are not
+ * held behind it. Informative messages (which apply webhook-like effects with their own locks) always go alone. If a
+ * batch fails (a lock held past `lockTimeoutMs`, a bad item), nothing of it was committed and each of its decisions
+ * runs alone within its own deadline.
  */
 export class JitBatcher {
   private readonly queue: Waiting[] = []
   private inFlight = 0
+  /** Cardholder accounts ("user|currency") of the running batches, with how many of them hold each. */
+  private readonly busy = new Map<string, number>()
   private nextShard = Math.floor(Math.random() * SHARDS)
 
   constructor (private readonly pool: pg.Pool, private readonly single: LedgerCall, private readonly opts: BatcherOptions) {}
@@ -60,21 +65,34 @@ export class JitBatcher {
   private pump (): void {
     while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
       const batch = this.takeBatch()
+      // Everything waiting needs an account a running batch holds: it goes when that batch ends.
+      if (batch.length === 0) return
+      const accounts = [...new Set(batch.map((w) => accountOf(w.call)).filter((a) => a !== undefined))]
+      for (const a of accounts) this.busy.set(a, (this.busy.get(a) ?? 0) + 1)
       this.inFlight++
       void this.run(batch).finally(() => {
+        for (const a of accounts) {
+          const n = this.busy.get(a)! - 1
+          if (n === 0) this.busy.delete(a)
+          else this.busy.set(a, n)
+        }
         this.inFlight--
         this.pump()
       })
     }
   }
 
-  /** The next batch in arrival order; a token already in it (a concurrent retry) waits for the next batch. */
+  /**
+   * The next batch in arrival order; a token already in it (a concurrent retry) waits for the next batch, and so does
+   * a decision on an account a running batch holds.
+   */
   private takeBatch (): Waiting[] {
     const batch: Waiting[] = []
     const tokens = new Set<unknown>()
     for (let i = 0; i < this.queue.length && batch.length < this.opts.maxBatch;) {
       const token = (this.queue[i].call.echo as { token?: unknown } | undefined)?.token
-      if (tokens.has(token)) { i++; continue }
+      const account = accountOf(this.queue[i].call)
+      if (tokens.has(token) || (account !== undefined && this.busy.has(account))) { i++; continue }
       tokens.add(token)
       batch.push(this.queue.splice(i, 1)[0])
     }
@@ -122,6 +140,13 @@ export class JitBatcher {
       client.release()
     }
   }
+}
+
+/** The cardholder account a decision would lock ("user|currency"), for one that may move money; else undefined. */
+function accountOf (call: Record<string, unknown>): string | undefined {
+  const effect = call.effect as { user_token?: unknown, currency_code?: unknown } | undefined
+  if (call.mode !== 'decide' || call.decline_reason !== undefined || effect === undefined) return undefined
+  return `${String(effect.user_token)}|${String(effect.currency_code)}`
 }
 
 /** Why a batch failed, as a bounded label: a lock wait past its timeout, a token decided meanwhile, a deadline passed. */

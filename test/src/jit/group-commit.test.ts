@@ -132,6 +132,32 @@ t.test('the queue waiting for a batch is bounded: past it a decision is answered
   t.match(await account(pool, ch.user), { debits_pending: 4_00 })
 })
 
+t.test('a decision on an account a running batch holds waits for that batch and shares the next; other accounts pass', async (t) => {
+  const hot = await cardholder(pool, { fundMinor: 100_00 })
+  const other = await cardholder(pool, { fundMinor: 100_00 })
+  const holder = await pool.connect()
+  t.teardown(() => holder.release())
+  await holder.query('BEGIN')
+  await holder.query('SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [hot.user])
+  const sizes: number[] = []
+  const b = new JitBatcher(pool, (call, at) => callJitDecide(pool, call, at), {
+    maxBatch: 10, maxInFlight: 2, maxQueue: 100, lockTimeoutMs: 5000, metrics: { batchSize: { observe: (n) => sizes.push(n) } }
+  })
+  const deadlineAt = performance.now() + 10_000
+  // The first runs alone (nothing was running) and waits on the lock; the next three need the same account.
+  const onHot = Array.from({ length: 4 }, () => b.decide(holdItem(hot, 1_00), deadlineAt))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(b.waiting, 3, 'the three wait in the queue, not in a second batch queued on the lock')
+  const elsewhere = await b.decide(holdItem(other, 2_00), deadlineAt)
+  t.equal(elsewhere?.status_code, 200, 'another account is decided meanwhile, in the free slot')
+  t.equal(b.waiting, 3)
+  await holder.query('COMMIT')
+  const rows = await Promise.all(onHot)
+  t.same(rows.map((r) => r?.status_code), [200, 200, 200, 200])
+  t.same(sizes, [1, 1, 3], 'the first alone, the other account alone, then the three together')
+  t.match(await account(pool, hot.user), { debits_pending: 4_00 })
+})
+
 t.test('a batch whose approval\'s deadline passes while it waits for the program shard commits nothing', async (t) => {
   const ch = await cardholder(pool, { fundMinor: 10_00 })
   const holder = await pool.connect()
