@@ -69,42 +69,100 @@ const controlsJson = (owner: string): string => `json_build_object(
                    to_json(created_time) #>> '{}' AS created_time
               FROM velocity_controls WHERE active AND (${owner})) v))`
 
-// One statement for any subset of the parts (a cache miss is on the decision's path): a part not asked for is an
-// uncorrelated sub-select behind a false CASE, which PostgreSQL never runs.
-const userVersion = 'coalesce((SELECT context_version FROM users WHERE token = $2), 0)'
-const PARTS_SQL = `SELECT
-  CASE WHEN $3 THEN coalesce(
+// One statement for a batch of loads (one row each, in `ord` order), any subset of the parts per load: a part not
+// asked for is a sub-select behind a false CASE, which PostgreSQL never runs.
+const userVersion = 'coalesce((SELECT context_version FROM users WHERE token = r.user_token), 0)'
+const PARTS_SQL = `SELECT r.ord::int AS ord,
+  CASE WHEN r.want_card THEN coalesce(
     (SELECT json_build_object('value', json_build_object('token', c.token, 'user_token', c.user_token, 'state', c.state), 'scope', c.user_token, 'version', u.context_version)
-       FROM cards c JOIN users u ON u.token = c.user_token WHERE c.token = $1),
-    json_build_object('value', NULL, 'scope', $2::text, 'version', ${userVersion})) END AS card,
-  CASE WHEN $4 THEN json_build_object('value', (SELECT json_build_object('token', token, 'status', status) FROM users WHERE token = $2),
-    'scope', $2::text, 'version', ${userVersion}) END AS "user",
-  CASE WHEN $5 THEN json_build_object('value', ${controlsJson('user_token = $2 OR card_token IN (SELECT token FROM cards WHERE user_token = $2)')},
-    'scope', $2::text, 'version', ${userVersion}) END AS user_controls,
-  CASE WHEN $6 THEN json_build_object('value', ${controlsJson('user_token IS NULL AND card_token IS NULL')},
-    'scope', '${PROGRAM_SCOPE}', 'version', (SELECT version FROM program_context)) END AS program_controls`
+       FROM cards c JOIN users u ON u.token = c.user_token WHERE c.token = r.card_token),
+    json_build_object('value', NULL, 'scope', r.user_token, 'version', ${userVersion})) END AS card,
+  CASE WHEN r.want_user THEN json_build_object('value', (SELECT json_build_object('token', token, 'status', status) FROM users WHERE token = r.user_token),
+    'scope', r.user_token, 'version', ${userVersion}) END AS "user",
+  CASE WHEN r.want_user_controls THEN json_build_object('value', ${controlsJson('user_token = r.user_token OR card_token IN (SELECT token FROM cards WHERE user_token = r.user_token)')},
+    'scope', r.user_token, 'version', ${userVersion}) END AS user_controls,
+  CASE WHEN r.want_program_controls THEN json_build_object('value', ${controlsJson('user_token IS NULL AND card_token IS NULL')},
+    'scope', '${PROGRAM_SCOPE}', 'version', (SELECT version FROM program_context)) END AS program_controls
+  FROM unnest($1::text[], $2::text[], $3::boolean[], $4::boolean[], $5::boolean[], $6::boolean[])
+       WITH ORDINALITY AS r(card_token, user_token, want_card, want_user, want_user_controls, want_program_controls, ord)`
 
+interface Load {
+  cardToken: string | undefined
+  userToken: string
+  wanted: ContextPart[]
+  resolve: (parts: ContextParts) => void
+  reject: (err: unknown) => void
+}
+
+export interface PgContextOptions {
+  /** Statements running at once (default 1); the loads asked for meanwhile go together in the next one. */
+  maxInFlight?: number
+  /** Loads per statement at most (default 64). */
+  maxBatch?: number
+}
+
+/**
+ * The context straight from PostgreSQL. Loads are grouped like the ledger's decisions: a load that finds nothing
+ * running goes alone at once; while `maxInFlight` statements run, new loads queue and the next statement takes them
+ * all (one round trip and one snapshot for the batch, each load its own row).
+ */
 export class PgContextSource implements ContextSource {
-  constructor (private readonly db: Queryable) {}
+  private readonly queue: Load[] = []
+  private inFlight = 0
+
+  constructor (private readonly db: Queryable, private readonly opts: PgContextOptions = {}) {}
 
   async parts (cardToken: string | undefined, userToken: string, wanted: ContextPart[], _opts?: { fresh?: boolean }): Promise<ContextParts> {
-    const want = (part: ContextPart): boolean => wanted.includes(part)
-    const { rows: [row] } = await this.db.query({
-      name: 'jit-context-parts',
-      text: PARTS_SQL,
-      values: [cardToken ?? null, userToken, want('card') && cardToken !== undefined, want('user'), want('userControls'), want('programControls')]
+    return await new Promise((resolve, reject) => {
+      this.queue.push({ cardToken, userToken, wanted, resolve, reject })
+      this.pump()
     })
-    const parts: ContextParts = { versions: {} }
-    const take = <P extends ContextPart>(part: P, column: string): void => {
-      const { value, scope, version } = row[column] as { value: ContextParts[P], scope: string, version: number }
-      parts[part] = value
-      parts.versions![part] = { scope, version }
+  }
+
+  private pump (): void {
+    while (this.inFlight < (this.opts.maxInFlight ?? 1) && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.opts.maxBatch ?? 64)
+      this.inFlight++
+      void this.load(batch).finally(() => {
+        this.inFlight--
+        this.pump()
+      })
     }
-    if (want('card') && cardToken !== undefined) take('card', 'card')
-    if (want('user')) take('user', 'user')
-    if (want('userControls')) take('userControls', 'user_controls')
-    if (want('programControls')) take('programControls', 'program_controls')
-    return parts
+  }
+
+  private async load (batch: Load[]): Promise<void> {
+    const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
+    let rows: Array<Record<string, unknown>>
+    try {
+      ({ rows } = await this.db.query({
+        name: 'jit-context-parts',
+        text: PARTS_SQL,
+        values: [batch.map((l) => l.cardToken ?? null), batch.map((l) => l.userToken), batch.map((l) => want(l, 'card')), batch.map((l) => want(l, 'user')),
+          batch.map((l) => want(l, 'userControls')), batch.map((l) => want(l, 'programControls'))]
+      }))
+    } catch (err) {
+      for (const l of batch) l.reject(err)
+      return
+    }
+    if (rows.length !== batch.length) {
+      for (const l of batch) l.reject(new Error(`context statement answered ${rows.length} rows for ${batch.length} loads`))
+      return
+    }
+    for (const row of rows) {
+      const l = batch[(row.ord as number) - 1]
+      const parts: ContextParts = { versions: {} }
+      const take = <P extends ContextPart>(part: P, column: string): void => {
+        if (!want(l, part)) return
+        const { value, scope, version } = row[column] as { value: ContextParts[P], scope: string, version: number }
+        parts[part] = value
+        parts.versions![part] = { scope, version }
+      }
+      take('card', 'card')
+      take('user', 'user')
+      take('userControls', 'user_controls')
+      take('programControls', 'program_controls')
+      l.resolve(parts)
+    }
   }
 }
 
