@@ -31,7 +31,10 @@ export interface EventRelayOptions {
   /** How often a standby tries to take the lock (default 3 s). */
   standbyRetryMs?: number
   pageSize?: number
-  /** How long a kick waits for more kicks before the pass starts (default 20 ms): fewer, fuller pages under load. */
+  /**
+   * How long a kick waits for more kicks before the pass starts (default 100 ms): a pass costs two PostgreSQL round
+   * trips, a commit and a burst of archive writes whatever its size, so fewer, fuller pages; events leave within ~0.1 s.
+   */
   coalesceMs?: number
   log: Logger
   metrics?: RelayMetrics
@@ -107,7 +110,7 @@ export class EventRelay {
 
   constructor (private readonly opts: EventRelayOptions) {
     this.pageSize = opts.pageSize ?? 500
-    this.coalesceMs = opts.coalesceMs ?? 20
+    this.coalesceMs = opts.coalesceMs ?? 100
     this.standbyRetryMs = opts.standbyRetryMs ?? 3000
   }
 
