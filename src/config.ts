@@ -45,7 +45,7 @@ export const ConfigSchema = Type.Object({
   JIT_DEADLINE_MS: Type.Integer({ minimum: 50, maximum: 2900, default: 1500 }),
   JIT_PARTIAL_APPROVAL: Bool,
   JIT_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
-  JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+  JIT_BATCH_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
   JIT_BATCH_QUEUE_MAX: Type.Integer({ minimum: 1, default: 1000 }),
   JIT_SLOW_WARN_MS: Type.Integer({ minimum: 1, default: 50 }),
   JIT_SLOW_ERROR_MS: Type.Integer({ minimum: 1, default: 100 }),

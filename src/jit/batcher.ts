@@ -35,8 +35,9 @@ const SHARDS = 64
  * locks their accounts in id order and one program shard last, so batches never deadlock. A decision that finds
  * nothing running goes alone at once, so an idle gateway adds no wait. A decision whose cardholder account a running
  * batch holds waits for that batch to end instead of starting another that would queue on the account's lock: on a
- * hot account the decisions arriving meanwhile then share the next batch, and the other accounts' decisions are not
- * held behind it. Informative messages (which apply webhook-like effects with their own locks) always go alone. If a
+ * hot account the decisions arriving meanwhile then share the next batch, and with more than one slot the other
+ * accounts' decisions take the free one. More than one slot also keeps one batch waiting on a lock held elsewhere (a
+ * webhook's effect, an admin move) from holding every decision of the process. Informative messages (which apply webhook-like effects with their own locks) always go alone. If a
  * batch fails (a lock held past `lockTimeoutMs`, a bad item), nothing of it was committed and each of its decisions
  * runs alone within its own deadline.
  */
