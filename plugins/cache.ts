@@ -65,7 +65,7 @@ export default fp(async (app) => {
   subscriber.subscribe(INVALIDATION_CHANNEL).catch((err: Error) => app.log.warn({ err: err.message }, 'cache: cannot subscribe to invalidations yet'))
 
   app.decorate('contextCache', cache)
-  const fromPostgres = new PgContextSource(app.db)
+  const fromPostgres = new PgContextSource(app.db, { queryTimeoutMs: config.JIT_DEADLINE_MS })
   // CACHE_ENABLED=false: every decision loads its context from PostgreSQL (the bench's without-cache row).
   const source: ContextSource = !config.CACHE_ENABLED ? fromPostgres : new CachedContextSource(cache, fromPostgres, {
     userS: config.CACHE_USER_TTL_S,

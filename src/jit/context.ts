@@ -1,3 +1,4 @@
+import type pg from 'pg'
 import type { Queryable } from '../db.js'
 
 export interface CardRow { token: string, user_token: string, state: string }
@@ -99,6 +100,11 @@ export interface PgContextOptions {
   maxInFlight?: number
   /** Loads per statement at most (default 64). */
   maxBatch?: number
+  /**
+   * Client-side bound on a statement (default 2000 ms): a server-side statement_timeout cannot end one whose
+   * connection went half-open, and the slot it holds would keep every later load waiting.
+   */
+  queryTimeoutMs?: number
 }
 
 /**
@@ -134,9 +140,11 @@ export class PgContextSource implements ContextSource {
     const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
     let rows: Array<Record<string, unknown>>
     try {
-      ({ rows } = await this.db.query({
+      // query_timeout: read by node-postgres per query, not in its types.
+      ({ rows } = await this.db.query(<pg.QueryConfig & { query_timeout: number }>{
         name: 'jit-context-parts',
         text: PARTS_SQL,
+        query_timeout: this.opts.queryTimeoutMs ?? 2000,
         values: [batch.map((l) => l.cardToken ?? null), batch.map((l) => l.userToken), batch.map((l) => want(l, 'card')), batch.map((l) => want(l, 'user')),
           batch.map((l) => want(l, 'userControls')), batch.map((l) => want(l, 'programControls'))]
       }))
@@ -148,6 +156,16 @@ export class PgContextSource implements ContextSource {
       for (const l of batch) l.reject(new Error(`context statement answered ${rows.length} rows for ${batch.length} loads`))
       return
     }
+    const answered = new Set<Load>()
+    try {
+      this.answer(batch, rows, answered)
+    } catch (err) {
+      for (const l of batch) if (!answered.has(l)) l.reject(err)
+    }
+  }
+
+  private answer (batch: Load[], rows: Array<Record<string, unknown>>, answered: Set<Load>): void {
+    const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
     for (const row of rows) {
       const l = batch[(row.ord as number) - 1]
       const parts: ContextParts = { versions: {} }
@@ -161,6 +179,7 @@ export class PgContextSource implements ContextSource {
       take('user', 'user')
       take('userControls', 'user_controls')
       take('programControls', 'program_controls')
+      answered.add(l)
       l.resolve(parts)
     }
   }
