@@ -43,7 +43,9 @@ export default fp(async (app) => {
   }
 
   // It queues its SUBSCRIBE until connected (ioredis re-subscribes after reconnects by itself).
-  const subscriber = client.duplicate({ enableOfflineQueue: true, lazyConnect: true, commandTimeout: undefined })
+  // maxRetriesPerRequest null: the main client's 0 would drop the queued SUBSCRIBE at the first failed reconnect, and
+  // ioredis re-subscribes only to channels the server confirmed.
+  const subscriber = client.duplicate({ enableOfflineQueue: true, lazyConnect: true, commandTimeout: undefined, maxRetriesPerRequest: null })
   subscriber.on('error', () => {})
   await subscriber.connect().catch(() => {})
   app.decorate('redisSubscriber', subscriber)

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { build, eventually, jitHeaders } from '../helper.js'
+import { Redis } from 'ioredis'
+import { build, eventually, jitHeaders, tcpProxy } from '../helper.js'
 import { RELAY_WAKE_CHANNEL } from '../../plugins/relay-wakeup.js'
 
 // Split roles (DESIGN §7): the relay runs in a worker process, the writes happen in api processes.
@@ -31,4 +32,25 @@ t.test('a worker kicks its relay on a wake-up, without waiting for its poll', as
     return kicks > 0
   }, 5000, 100)
   t.ok(kicks >= 1, `kicked ${kicks} time(s)`)
+})
+
+t.test('a worker that booted while Redis was down subscribes once it is back', async (t) => {
+  const proxy = await tcpProxy(t, 6379)
+  proxy.reset()
+  const worker = await build(t, { ROLE: 'worker', RELAY_POLL_MS: '600000', REDIS_URL: `redis://127.0.0.1:${proxy.port}` })
+  const relay = worker.eventRelay
+  if (relay === undefined) throw new Error('no relay in a ROLE=worker app')
+  // Past a failed reconnect: the point where a queued SUBSCRIBE used to be dropped.
+  await eventually(async () => proxy.resetAttempts() >= 3, 10_000)
+  let kicks = 0
+  const kick = relay.kick.bind(relay)
+  relay.kick = () => { kicks++; kick() }
+  await proxy.restore()
+  const publisher = new Redis('redis://127.0.0.1:6379')
+  t.teardown(() => publisher.disconnect())
+  await eventually(async () => {
+    await publisher.publish(RELAY_WAKE_CHANNEL, 'test')
+    return kicks > 0
+  }, 15_000, 200)
+  t.ok(kicks >= 1, 'woken through the subscription made after Redis came back')
 })
