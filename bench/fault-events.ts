@@ -5,6 +5,17 @@ import { sleep, type AnsweredJit, type CheckResult } from './fault-traffic.js'
 /** The fault run's own durable copy of every event: what the relay published survives a broker restart until read. */
 export const EVENT_LOG_QUEUE = 'faults.events'
 
+/** Deletes the copy: on a shared vhost it would otherwise collect every event from then on. */
+export async function removeEventLog (url: string): Promise<void> {
+  const connection = await amqp.connect(url)
+  try {
+    const channel = await connection.createChannel()
+    await channel.deleteQueue(EVENT_LOG_QUEUE)
+  } finally {
+    await connection.close()
+  }
+}
+
 /** Declares the copy (in the run's own vhost) before the service starts publishing. */
 export async function prepareEventLog (url: string): Promise<void> {
   const connection = await amqp.connect(url)
@@ -22,16 +33,17 @@ export async function prepareEventLog (url: string): Promise<void> {
 export class EventLog {
   readonly deliveries = new Map<string, number>()
 
-  /** Reads everything the copy holds now. */
+  /** Reads everything the copy holds now; each message is acked once recorded (a dropped read leaves it queued). */
   async drain (url: string): Promise<void> {
     const connection = await amqp.connect(url)
     try {
       const channel = await connection.createChannel()
       for (;;) {
-        const message = await channel.get(EVENT_LOG_QUEUE, { noAck: true })
+        const message = await channel.get(EVENT_LOG_QUEUE)
         if (message === false) break
         const id = String(message.properties.messageId ?? '')
         this.deliveries.set(id, (this.deliveries.get(id) ?? 0) + 1)
+        channel.ack(message)
       }
     } finally {
       await connection.close()
@@ -71,6 +83,6 @@ export async function checkEvents (log: EventLog, url: string, answers: Answered
     await sleep(1000)
   }
   for (const e of missing) failures.push(`no event ${e.id} for the answer ${e.answer.status} at +${e.answer.at.toFixed(1)} s`)
-  for (const e of expected) if (log.deliveries.has(e.other)) failures.push(`decision ${e.answer.token} was published as both ${e.id} and ${e.other}`)
+  for (const e of expected) if (log.deliveries.has(e.other)) failures.push(`decision ${e.answer.token}, answered ${e.answer.status}, was published as ${e.other}`)
   return { checked: expected.length, failures, notes: [] }
 }

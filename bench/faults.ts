@@ -41,7 +41,7 @@ import { decimalText, toMinor } from './messages.js'
 import { textTable } from './stats.js'
 import { ServiceProcess, StoreControl, sh, type Store } from './fault-control.js'
 import { freePort } from './free-port.js'
-import { EventLog, checkEvents, prepareEventLog } from './fault-events.js'
+import { EventLog, checkEvents, prepareEventLog, removeEventLog } from './fault-events.js'
 import {
   TrackedTraffic, checkArchive, checkWebhooks, credentialsFromEnv, replayAnswers, sleep,
   type AcceptedWebhook, type AnsweredJit, type CheckResult
@@ -388,6 +388,7 @@ function cleanup (): Promise<boolean> {
     simulator?.kill('SIGTERM')
     await service?.stop(10_000).catch(() => {})
     const ok = await control.restoreAll(log)
+    await removeEventLog(rabbitUrl).catch(() => {})
     await pool?.end().catch(() => {})
     return ok
   })()
