@@ -13,7 +13,7 @@
  *   --users N (300) --cards-per-user N (2) --connections N (256 per thread) --threads N (1) --timeout-ms N (10000)
  *   --roles split|all       split (default): a ROLE=api process answers and a ROLE=worker process runs the relay, the
  *                           consumers and the archive, as DESIGN §7 deploys them; all: one ROLE=all process, as
- *                           `npm start` runs. The CPU of both processes counts as the service's.
+ *                           `npm start` runs. Both processes' CPU is the service's, each in its own column.
  *
  * Writes bench/results/latest-latency.{json,md} (ci-latency.* with --ci). The service's log is in /tmp.
  */
