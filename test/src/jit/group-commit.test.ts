@@ -31,6 +31,15 @@ async function batch (items: Array<Record<string, unknown>>, shard: number, db: 
   return rows
 }
 
+/** A transaction holding row locks (FOR UPDATE by `lockSql`) until the test commits it; released at teardown. */
+async function lockedBy (t: { teardown: (fn: () => unknown) => void }, lockSql: string, values: unknown[] = []): Promise<pg.PoolClient> {
+  const holder = await pool.connect()
+  t.teardown(() => holder.release())
+  await holder.query('BEGIN')
+  await holder.query(lockSql, values)
+  return holder
+}
+
 const shuffled = <T>(xs: T[]): T[] => xs.map((x) => [Math.random(), x] as const).sort((a, b) => a[0] - b[0]).map(([, x]) => x)
 
 t.test('many concurrent batches over overlapping accounts, with webhook-style credits among them: no deadlock, every cent accounted', async (t) => {
@@ -97,10 +106,7 @@ t.test('an approval whose deadline has passed when its locks are held is decline
 
 t.test('a batch waiting on a lock past its deadline: the late commit holds nothing', async (t) => {
   const ch = await cardholder(pool, { fundMinor: 10_00 })
-  const holder = await pool.connect()
-  t.teardown(() => holder.release())
-  await holder.query('BEGIN')
-  await holder.query('SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [ch.user])
+  const holder = await lockedBy(t, 'SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [ch.user])
   const pending = batch([holdItem(ch, 1_00, { deadlineMs: Date.now() + 300 })], 7)
   await new Promise((resolve) => setTimeout(resolve, 600)) // the lock outlives the decision's deadline
   await holder.query('COMMIT')
@@ -112,10 +118,7 @@ t.test('a batch waiting on a lock past its deadline: the late commit holds nothi
 
 t.test('the queue waiting for a batch is bounded: past it a decision is answered at once, as past its deadline', async (t) => {
   const ch = await cardholder(pool, { fundMinor: 100_00 })
-  const holder = await pool.connect()
-  t.teardown(() => holder.release())
-  await holder.query('BEGIN')
-  await holder.query('SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [ch.user])
+  const holder = await lockedBy(t, 'SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [ch.user])
   const b = new JitBatcher(pool, (call, at) => callJitDecide(pool, call, at), { maxBatch: 2, maxInFlight: 1, maxQueue: 3, lockTimeoutMs: 5000 })
   const deadlineAt = performance.now() + 10_000
   // One batch runs (the first decision, alone: nothing was running) and waits on the lock; three queue; the rest
@@ -135,10 +138,7 @@ t.test('the queue waiting for a batch is bounded: past it a decision is answered
 t.test('a decision on an account a running batch holds waits for that batch and shares the next; other accounts pass', async (t) => {
   const hot = await cardholder(pool, { fundMinor: 100_00 })
   const other = await cardholder(pool, { fundMinor: 100_00 })
-  const holder = await pool.connect()
-  t.teardown(() => holder.release())
-  await holder.query('BEGIN')
-  await holder.query('SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [hot.user])
+  const holder = await lockedBy(t, 'SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [hot.user])
   const sizes: number[] = []
   const b = new JitBatcher(pool, (call, at) => callJitDecide(pool, call, at), {
     maxBatch: 10, maxInFlight: 2, maxQueue: 100, lockTimeoutMs: 5000, metrics: { batchSize: { observe: (n) => sizes.push(n) } }
@@ -160,10 +160,7 @@ t.test('a decision on an account a running batch holds waits for that batch and 
 
 t.test('a batch whose approval\'s deadline passes while it waits for the program shard commits nothing', async (t) => {
   const ch = await cardholder(pool, { fundMinor: 10_00 })
-  const holder = await pool.connect()
-  t.teardown(() => holder.release())
-  await holder.query('BEGIN')
-  await holder.query("SELECT 1 FROM accounts WHERE id = program_account('USD', 11) FOR UPDATE")
+  const holder = await lockedBy(t, "SELECT 1 FROM accounts WHERE id = program_account('USD', 11) FOR UPDATE")
   const item = holdItem(ch, 1_00, { deadlineMs: Date.now() + 300 })
   const pending = batch([item], 11).then(() => undefined, (err: { code?: string }) => err.code)
   await new Promise((resolve) => setTimeout(resolve, 600)) // the shard stays locked past the decision's deadline
