@@ -1,32 +1,32 @@
-import amqp from 'amqplib'
+import amqp, { type Channel } from 'amqplib'
 import { defaultTopology } from '../src/broker.js'
 import { sleep, type AnsweredJit, type CheckResult } from './fault-traffic.js'
 
 /** The fault run's own durable copy of every event: what the relay published survives a broker restart until read. */
 export const EVENT_LOG_QUEUE = 'faults.events'
 
-/** Deletes the copy: on a shared vhost it would otherwise collect every event from then on. */
-export async function removeEventLog (url: string): Promise<void> {
+/** Runs `work` on a channel of a connection of its own, closed after it. */
+async function withChannel<T> (url: string, work: (channel: Channel) => Promise<T>): Promise<T> {
   const connection = await amqp.connect(url)
   try {
-    const channel = await connection.createChannel()
-    await channel.deleteQueue(EVENT_LOG_QUEUE)
+    return await work(await connection.createChannel())
   } finally {
     await connection.close()
   }
 }
 
+/** Deletes the copy: on a shared vhost it would otherwise collect every event from then on. */
+export async function removeEventLog (url: string): Promise<void> {
+  await withChannel(url, async (channel) => { await channel.deleteQueue(EVENT_LOG_QUEUE) })
+}
+
 /** Declares the copy (in the run's own vhost) before the service starts publishing. */
 export async function prepareEventLog (url: string): Promise<void> {
-  const connection = await amqp.connect(url)
-  try {
-    const channel = await connection.createChannel()
+  await withChannel(url, async (channel) => {
     await channel.assertExchange(defaultTopology.exchange, 'topic', { durable: true })
     await channel.assertQueue(EVENT_LOG_QUEUE, { durable: true })
     await channel.bindQueue(EVENT_LOG_QUEUE, defaultTopology.exchange, '#')
-  } finally {
-    await connection.close()
-  }
+  })
 }
 
 /** Every event message id delivered to the copy so far, with how many times (a consumer dedupes by that id). */
@@ -35,9 +35,7 @@ export class EventLog {
 
   /** Reads everything the copy holds now; each message is acked once recorded (a dropped read leaves it queued). */
   async drain (url: string): Promise<void> {
-    const connection = await amqp.connect(url)
-    try {
-      const channel = await connection.createChannel()
+    await withChannel(url, async (channel) => {
       for (;;) {
         const message = await channel.get(EVENT_LOG_QUEUE)
         if (message === false) break
@@ -45,9 +43,7 @@ export class EventLog {
         this.deliveries.set(id, (this.deliveries.get(id) ?? 0) + 1)
         channel.ack(message)
       }
-    } finally {
-      await connection.close()
-    }
+    })
   }
 
   get redelivered (): number {

@@ -24,7 +24,7 @@ export async function stageTails (url: string): Promise<StageTails | undefined> 
   const stages: StageTails['stages'] = {}
   const stageOf = (name: string): StageTails['stages'][string] => (stages[name] ??= { count: 0, meanMs: 0, over: {} })
   const buckets = new Map<string, Map<string, number>>()
-  let sum = new Map<string, number>()
+  const sum = new Map<string, number>()
   for (const line of text.split('\n')) {
     const m = /^jit_stage_duration_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$/.exec(line)
     if (m === null) continue
@@ -41,7 +41,6 @@ export async function stageTails (url: string): Promise<StageTails | undefined> 
       if (within !== undefined && stage.count > 0) stage.over[`${Number(le) * 1000} ms`] = (stage.count - within) / stage.count
     }
   }
-  sum = new Map()
   const gauge = (name: string): number | undefined => {
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)
     return m === null ? undefined : Number(m[1])
