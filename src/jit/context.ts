@@ -95,6 +95,9 @@ interface Load {
   reject: (err: unknown) => void
 }
 
+/** Whether a load asks for this part (a card only when it names one). */
+const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
+
 export interface PgContextOptions {
   /** Statements running at once (default 1); the loads asked for meanwhile go together in the next one. */
   maxInFlight?: number
@@ -137,7 +140,6 @@ export class PgContextSource implements ContextSource {
   }
 
   private async load (batch: Load[]): Promise<void> {
-    const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
     let rows: Array<Record<string, unknown>>
     try {
       // query_timeout: read by node-postgres per query, not in its types.
@@ -165,7 +167,6 @@ export class PgContextSource implements ContextSource {
   }
 
   private answer (batch: Load[], rows: Array<Record<string, unknown>>, answered: Set<Load>): void {
-    const want = (l: Load, part: ContextPart): boolean => l.wanted.includes(part) && (part !== 'card' || l.cardToken !== undefined)
     for (const row of rows) {
       const l = batch[(row.ord as number) - 1]
       const parts: ContextParts = { versions: {} }
