@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { buildApp } from '../src/app.js'
 import { developmentSecrets, loadConfig, type Config } from '../src/config.js'
 
@@ -32,6 +33,24 @@ export async function build (t: Teardown, overrides: Record<string, string> = {}
 }
 
 /** A token unique to this run, within Marqeta's 36 characters. */
+/** A database of the test's own on the test server, dropped when the test ends; returns its URL. */
+export async function scratchDatabase (t: Teardown, prefix = 'scratch'): Promise<string> {
+  const name = uniq(prefix).replace(/-/g, '_')
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  t.teardown(async () => {
+    const drop = new pg.Client({ connectionString: TEST_DATABASE_URL })
+    await drop.connect()
+    await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await drop.end()
+  })
+  const url = new URL(TEST_DATABASE_URL)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
 export function uniq (prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`.slice(0, 36)
 }

@@ -3,11 +3,10 @@ import { execSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import pg from 'pg'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import type { Topology } from '../../src/broker.js'
-import { adminHeaders, eventually, freePort, jitHeaders, testConfig, TEST_DATABASE_URL, uniq, webhookHeaders } from '../helper.js'
+import { adminHeaders, eventually, freePort, jitHeaders, scratchDatabase, testConfig, uniq, webhookHeaders } from '../helper.js'
 import { jitRequest } from '../jit-fixtures.js'
 import { deleteTopology } from '../src/consumer-helpers.js'
 
@@ -67,16 +66,7 @@ t.test('every dashboard panel returns data and the alert rules load, name export
   }
 
   // A database of our own: the app migrates it at boot, and its relay publishes only what this test did.
-  const database = `prom_${uniq('t').replace(/-/g, '_')}`
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${database}`)
-  const databaseUrl = new URL(TEST_DATABASE_URL)
-  databaseUrl.pathname = `/${database}`
-  t.teardown(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)
-    await admin.end()
-  })
+  const databaseUrl = await scratchDatabase(t, 'prom')
 
   const id = uniq('prom').replace(/-/g, '.')
   const topology: Topology = {
@@ -86,7 +76,7 @@ t.test('every dashboard panel returns data and the alert rules load, name export
       { name: `test.${id}.archive`, bindings: ['#'], consumer: 'archive' }
     ]
   }
-  const app: FastifyInstance = await buildApp(testConfig({ DATABASE_URL: databaseUrl.toString(), ROLE: 'all', RELAY_POLL_MS: '250' }), { logger: false, topology })
+  const app: FastifyInstance = await buildApp(testConfig({ DATABASE_URL: databaseUrl, ROLE: 'all', RELAY_POLL_MS: '250' }), { logger: false, topology })
   t.teardown(async () => {
     await app.close()
     await deleteTopology(topology)
@@ -148,7 +138,7 @@ t.test('every dashboard panel returns data and the alert rules load, name export
   // loads), reconciled against the ledger when it ends, next to the calls below that every panel needs at least once.
   let simulatorOutput = ''
   const simulator = spawn(process.execPath, ['dist/bench/simulate.js', '--url', base, '--users', '10', '--cards', '20',
-    '--rate', '15', '--duration', '18', '--seed', '20261204', '--database-url', databaseUrl.toString()], { stdio: ['ignore', 'pipe', 'pipe'] })
+    '--rate', '15', '--duration', '18', '--seed', '20261204', '--database-url', databaseUrl], { stdio: ['ignore', 'pipe', 'pipe'] })
   simulator.stdout.on('data', (d) => { simulatorOutput += d })
   simulator.stderr.on('data', (d) => { simulatorOutput += d })
   const simulatorExit = new Promise<number | null>((resolve) => simulator.once('exit', resolve))

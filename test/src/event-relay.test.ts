@@ -1,7 +1,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
-import { build, eventually, uniq, TEST_DATABASE_URL } from '../helper.js'
+import { build, eventually, scratchDatabase, uniq } from '../helper.js'
 import { Broker, BrokerUnavailableError } from '../../src/broker.js'
 import { EVENT_RELAY_LOCK, EventRelay, type EventRelayOptions, type Publisher } from '../../src/event-relay.js'
 import { eventsOf, type SourceRow } from '../../src/events.js'
@@ -24,20 +24,7 @@ interface Setup {
  * own with a queue bound to everything.
  */
 async function setup (t: { teardown: (fn: () => unknown) => void }): Promise<Setup> {
-  const name = `relay_${randomBytes(5).toString('hex')}`
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  const url = new URL(TEST_DATABASE_URL)
-  url.pathname = `/${name}`
-  const databaseUrl = url.toString()
-  t.teardown(async () => {
-    const c = new pg.Client({ connectionString: TEST_DATABASE_URL })
-    await c.connect()
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    await c.end()
-  })
+  const databaseUrl = await scratchDatabase(t, 'relay')
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 })
   t.teardown(() => pool.end())
   await migrate(pool)

@@ -5,27 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../../src/app.js'
 import { migrate, schemaLayout, SchemaMismatchError } from '../../src/migrate.js'
-import { TEST_DATABASE_URL, testConfig, uniq } from '../helper.js'
+import { scratchDatabase, TEST_DATABASE_URL, testConfig, uniq } from '../helper.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
-
-/** A database of the test's own on the test server, dropped when the test ends: for schemas the shared one must not get. */
-async function scratchDatabase (t: Teardown): Promise<string> {
-  const name = uniq('mig').replace(/-/g, '_')
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  t.teardown(async () => {
-    const drop = new pg.Client({ connectionString: TEST_DATABASE_URL })
-    await drop.connect()
-    await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    await drop.end()
-  })
-  const url = new URL(TEST_DATABASE_URL)
-  url.pathname = `/${name}`
-  return url.toString()
-}
 
 t.test('migrations are idempotent and two concurrent runs do not collide', async (t) => {
   const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 })
@@ -98,7 +80,7 @@ t.test('an applied migration whose file changed stops migrate, naming the file',
 })
 
 t.test('a function file whose text changed is applied again; an unchanged one is not', async (t) => {
-  const url = await scratchDatabase(t)
+  const url = await scratchDatabase(t, 'mig')
   const pool = new pg.Pool({ connectionString: url, max: 2 })
   t.teardown(() => pool.end())
   const functions = await mkdtemp(join(tmpdir(), 'functions-'))
@@ -121,7 +103,7 @@ t.test('a function file whose text changed is applied again; an unchanged one is
 
 /** What the pre-v2 migrations (001_schema.sql to 014) left: their ledger without a checksum column. */
 async function legacyDatabase (t: Teardown): Promise<string> {
-  const url = await scratchDatabase(t)
+  const url = await scratchDatabase(t, 'mig')
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   await client.query('CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())')
