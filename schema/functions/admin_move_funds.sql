@@ -9,7 +9,9 @@
  * A concurrent request with the same key waits on the key's unique index, then reads the stored answer.
  */
 CREATE OR REPLACE FUNCTION admin_move_funds(p jsonb) RETURNS TABLE (status_code int, response jsonb, replayed boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Key lookups only: jit_decide.sql says why a cached plan must not scan a table whole.
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_kind text := CASE p->>'direction' WHEN 'loads' THEN 'load' WHEN 'unloads' THEN 'unload' END;
   v_exponent int := (p->>'exponent')::int;

@@ -1,6 +1,8 @@
 -- Expires the hold placed by `p_root` if it is still pending and past its expiry. Returns the amount released.
 -- A hold not (yet) expired is left as it is: no hold row is created for it.
-CREATE OR REPLACE FUNCTION hold_expire(p_root text) RETURNS bigint LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION hold_expire(p_root text) RETURNS bigint LANGUAGE plpgsql
+-- Key lookups only: jit_decide.sql says why a cached plan must not scan a table whole.
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_account bigint;
   h holds;

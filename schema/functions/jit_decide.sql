@@ -25,7 +25,11 @@
 CREATE OR REPLACE FUNCTION jit_decide(p_items jsonb[], p_shard int DEFAULT NULL, p_lock_timeout_ms int DEFAULT NULL, p_margin_ms int DEFAULT 20)
 RETURNS TABLE (i int, status_code int, response text, replay boolean, overdrawn boolean) LANGUAGE plpgsql
 -- Its statements take arrays of the batch; a custom plan per call would be planned again every time.
-SET plan_cache_mode = force_generic_plan AS $$
+SET plan_cache_mode = force_generic_plan
+-- Its statements are key lookups. A plan is cached for the connection's life: one made while a table was nearly empty
+-- (a new database, or no ANALYZE since) would otherwise scan that table whole on every call once it has grown.
+-- Disabled scans cost 1e10 in the planner's units, which would have every plan compiled by JIT (~200 ms a call).
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   n int := cardinality(p_items);
   p jsonb;

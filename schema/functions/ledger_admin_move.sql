@@ -5,7 +5,9 @@
  * the account's row lock, so concurrent unloads cannot overdraw. A load to a CLOSED user is refused.
  * Returns {status: applied|duplicate|declined|no_account, reason?, amount_minor, account: account_state}.
  */
-CREATE OR REPLACE FUNCTION ledger_admin_move(p jsonb, p_kind text) RETURNS jsonb LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION ledger_admin_move(p jsonb, p_kind text) RETURNS jsonb LANGUAGE plpgsql
+-- Key lookups only: jit_decide.sql says why a cached plan must not scan a table whole.
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_user text := p->>'user_token';
   v_currency text := p->>'currency_code';

@@ -10,7 +10,9 @@
  * Lock order: the user's account, then the hold's row, then one program shard (DESIGN §3).
  * Returns {status: applied|duplicate|declined|no_account, reason?, approved_minor, account_id, overdrawn}.
  */
-CREATE OR REPLACE FUNCTION ledger_apply(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION ledger_apply(p jsonb) RETURNS jsonb LANGUAGE plpgsql
+-- Key lookups only: jit_decide.sql says why a cached plan must not scan a table whole.
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_kind text := p->>'kind';
   v_key text := p->>'effect_key';
