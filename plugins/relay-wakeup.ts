@@ -2,8 +2,11 @@ import fp from 'fastify-plugin'
 
 /** Redis channel on which API processes wake the event relay of the worker processes (DESIGN §7 roles). */
 export const RELAY_WAKE_CHANNEL = 'jit:relay:wake'
-/** An API process sends at most one wake-up per this many ms, whatever its rate of writes. */
-export const RELAY_WAKE_COALESCE_MS = 10
+/**
+ * An API process sends at most one wake-up per this many ms, whatever its rate of writes: the relay waits as long for
+ * more kicks before its pass (EventRelay's coalesceMs), so more frequent wake-ups would only cost syscalls.
+ */
+export const RELAY_WAKE_COALESCE_MS = 100
 
 /**
  * With split roles the relay runs in another process than the writes it publishes: an `api` process tells the
