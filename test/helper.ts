@@ -150,6 +150,7 @@ export async function tcpProxy (t: Teardown, targetPort: number, targetHost = '1
 }
 
 export interface SpawnedServer {
+  pid: number
   port: number
   /** WORKER_PORT: where a ROLE=worker process (alone or in a cluster) serves its probes and metrics. */
   workerPort: number
@@ -176,5 +177,5 @@ export function spawnServer (t: Teardown, env: Record<string, string> = {}): Spa
   server.stderr.on('data', (d) => { output += d })
   const exited = once(server, 'exit').then(([code]) => code as number | null)
   t.teardown(() => { if (server.exitCode === null) server.kill('SIGKILL') })
-  return { port, workerPort, output: () => output, exited, kill: (signal) => server.kill(signal) }
+  return { pid: server.pid ?? 0, port, workerPort, output: () => output, exited, kill: (signal) => server.kill(signal) }
 }

@@ -1,6 +1,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { connect } from 'node:net'
+import { getPriority } from 'node:os'
 import { loadConfig } from '../src/config.js'
 import { TEST_DATABASE_URL, eventually, jitHeaders, spawnServer, uniq, type SpawnedServer } from './helper.js'
 import { cardholder, jitRequest } from './jit-fixtures.js'
@@ -48,6 +49,7 @@ t.test('ROLE=worker serves only probes and metrics on WORKER_PORT, runs the rela
   t.equal(jit.status, 404, 'no JIT route')
   for (const path of ['/v1/users', '/docs/json']) t.equal((await fetch(`${base}${path}`)).status, 404, `no ${path}`)
   t.equal(await dial(server.port), 'ECONNREFUSED', 'nothing listens on PORT')
+  t.equal(getPriority(server.pid), Math.min(getPriority() + 10, 19), 'background work yields the CPU: niced by 10')
   server.kill('SIGTERM')
   t.equal(await server.exited, 0, 'clean exit')
 })
@@ -66,6 +68,7 @@ t.test('ROLE=api answers /marqeta/jit and runs no relay', async (t) => {
   t.equal(answer.status, 200, 'approved')
   t.equal(await dial(server.workerPort), 'ECONNREFUSED', 'nothing listens on WORKER_PORT')
   t.notMatch(server.output(), /event relay active/, 'the relay never started')
+  t.equal(getPriority(server.pid), getPriority(), 'the request path keeps its priority')
   server.kill('SIGTERM')
   t.equal(await server.exited, 0, 'clean exit')
 })
