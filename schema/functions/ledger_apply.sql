@@ -27,6 +27,7 @@ DECLARE
   h holds;
   t transfers;
   v_root text;
+  v_roots text[];
   v_program bigint;
   v_approved bigint := v_amount;
   v_available bigint;
@@ -117,16 +118,15 @@ BEGIN
     PERFORM ledger_transfer(v_key, 'single', 'credit', a.id, v_program, 'credit', v_amount, 0, NULL, v_user, v_currency, v_jit, v_txn);
 
   ELSIF v_kind = 'settle' THEN
+    v_roots := ARRAY(SELECT DISTINCT r.root FROM (SELECT hold_root(x) AS root FROM jsonb_array_elements_text(coalesce(p->'hold_tokens', '[]')) x) r
+                      WHERE r.root IS NOT NULL ORDER BY r.root);
     -- The program shards of the holds it settles, locked in id order like every batch's, before any of them moves.
+    -- Each hold is found by its token: holds has no index by account, whose holds would all be read.
     PERFORM 1 FROM accounts WHERE id IN (
-        SELECT s.program_account_id FROM hold_states s
-         WHERE s.account_id = a.id AND s.jit_token IN (SELECT hold_root(x) FROM jsonb_array_elements_text(coalesce(p->'hold_tokens', '[]')) x))
+        SELECT (SELECT s.program_account_id FROM hold_states s WHERE s.jit_token = r.root AND s.account_id = a.id) FROM unnest(v_roots) r(root))
       ORDER BY id FOR UPDATE;
     v_first := true;
-    FOR v_root IN
-      SELECT DISTINCT r.root FROM (SELECT hold_root(x) AS root FROM jsonb_array_elements_text(coalesce(p->'hold_tokens', '[]')) x) r
-       WHERE r.root IS NOT NULL ORDER BY r.root
-    LOOP
+    FOREACH v_root IN ARRAY v_roots LOOP
       h := hold_lock(v_root, a.id);
       CONTINUE WHEN h.jit_token IS NULL OR h.status <> 'PENDING';
       -- The first clearing posts its amount and releases what was held; the other holds it names are released.

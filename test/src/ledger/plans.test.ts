@@ -26,6 +26,8 @@ t.test('a connection that first decided on nearly empty tables still finds rows 
     const base = { user_token: user, currency_code: 'USD', card_token: card }
     t.equal((await applyLedger(db, { ...base, kind: 'hold', effect_key: `${hold}:hold`, jit_token: hold, amount_minor: 1_00n })).status, 'applied')
     t.equal((await applyLedger(db, { ...base, kind: 'void', effect_key: `${hold}:void`, jit_token: hold })).status, 'applied')
+    const cleared = uniq('clear')
+    t.equal((await applyLedger(db, { ...base, kind: 'settle', effect_key: `${cleared}:settle`, jit_token: cleared, hold_tokens: [jit], amount_minor: 1_00n })).status, 'applied', 'a clearing of the decision\'s hold')
     t.equal(await expireHold(db, jit), 0n, 'a hold not yet expired is left alone')
   }
   // More calls than PostgreSQL's five custom plans before it settles on a cached generic one.
@@ -34,6 +36,12 @@ t.test('a connection that first decided on nearly empty tables still finds rows 
   await db.query(`INSERT INTO decisions (jit_token, method, user_token, result, decline_reason, status_code, response)
                   SELECT $1 || i, 'pgfs.authorization', $2, 'declined', 'INSUFFICIENT_FUNDS', 402, '{}'
                     FROM generate_series(1, 20000) i`, [uniq('grown'), user])
+  // And 20 000 settled holds of the same account: a clearing finds its holds by token, not among the account's.
+  await db.query(`INSERT INTO holds (jit_token, account_id, program_account_id, user_token, amount, remaining, posted, status, created_at, expires_at, resolved_at)
+                  SELECT $1 || i, a.id, p.id, $2, 1, 0, 1, 'POSTED', now(), now(), now()
+                    FROM generate_series(1, 20000) i,
+                         (SELECT id FROM accounts WHERE user_token = $2) a,
+                         (SELECT id FROM accounts WHERE user_token IS NULL LIMIT 1) p`, [uniq('grown-hold'), user])
   await db.query('BEGIN')
   try {
     await exercise()
@@ -42,7 +50,7 @@ t.test('a connection that first decided on nearly empty tables still finds rows 
       `SELECT relname, seq_tup_read::text AS read FROM pg_stat_xact_user_tables
         WHERE relname IN ('decisions', 'transfers', 'accounts', 'users', 'cards', 'holds', 'spend') AND seq_tup_read >= 1000
         ORDER BY relname`)
-    t.same(rows, [], 'the 20 000 decisions are not read one by one by a decision, a webhook effect or an expiry')
+    t.same(rows, [], 'the 20 000 decisions and holds are not read one by one by a decision, a webhook effect or an expiry')
   } finally {
     await db.query('ROLLBACK')
   }
