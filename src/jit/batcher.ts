@@ -11,6 +11,11 @@ export interface BatcherOptions {
   maxQueue: number
   /** Lock wait allowed inside a batch before it gives up and its decisions run one by one. */
   lockTimeoutMs: number
+  /**
+   * A batch starts beside running ones only once the youngest of them has run this long, or when a full batch is
+   * waiting (default 0: whenever a slot is free). Meanwhile arrivals gather into the next batch.
+   */
+  spareAfterMs?: number
   /** Instruments (src/metrics.ts's jitBatchSize and jitBatchFallbacks fit). */
   metrics?: {
     batchSize?: { observe: (size: number) => void }
@@ -25,6 +30,9 @@ interface Waiting {
   reject: (err: unknown) => void
 }
 
+/** A second batch slot opens once the running batch has taken this long (docs/PERFORMANCE.md has the measurements). */
+export const BATCH_SPARE_AFTER_MS = 5
+
 // Program shards (schema/functions/program_account.sql): each batch takes the next one, so that the batches running
 // at once update different shard rows.
 const SHARDS = 64
@@ -35,15 +43,19 @@ const SHARDS = 64
  * locks their accounts in id order and one program shard last, so batches never deadlock. A decision that finds
  * nothing running goes alone at once, so an idle gateway adds no wait. A decision whose cardholder account a running
  * batch holds waits for that batch to end instead of starting another that would queue on the account's lock: on a
- * hot account the decisions arriving meanwhile then share the next batch, and with more than one slot the other
- * accounts' decisions take the free one. More than one slot also keeps one batch waiting on a lock held elsewhere (a
- * webhook's effect, an admin move) from holding every decision of the process. Informative messages (which apply webhook-like effects with their own locks) always go alone. If a
+ * hot account the decisions arriving meanwhile then share the next batch. A further slot opens once the running
+ * batch has taken `spareAfterMs` (or a full batch waits): arrivals during a short batch share the next call, and one
+ * batch waiting on a lock held elsewhere (a webhook's effect, an admin move) does not hold every decision of the
+ * process. Informative messages (which apply webhook-like effects with their own locks) always go alone. If a
  * batch fails (a lock held past `lockTimeoutMs`, a bad item), nothing of it was committed and each of its decisions
  * runs alone within its own deadline.
  */
 export class JitBatcher {
   private readonly queue: Waiting[] = []
   private inFlight = 0
+  /** When each running batch started (performance.now()). */
+  private readonly startedAt = new Map<object, number>()
+  private spareTimer: NodeJS.Timeout | undefined
   /** Cardholder accounts ("user|currency") of the running batches, with how many of them hold each. */
   private readonly busy = new Map<string, number>()
   private nextShard = Math.floor(Math.random() * SHARDS)
@@ -65,12 +77,15 @@ export class JitBatcher {
 
   private pump (): void {
     while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
+      if (!this.slotOpen()) return
       const batch = this.takeBatch()
       // Everything waiting needs an account a running batch holds: it goes when that batch ends.
       if (batch.length === 0) return
       const accounts = [...new Set(batch.map((w) => accountOf(w.call)).filter((a) => a !== undefined))]
       for (const a of accounts) this.busy.set(a, (this.busy.get(a) ?? 0) + 1)
       this.inFlight++
+      const started = {}
+      this.startedAt.set(started, performance.now())
       void this.run(batch).finally(() => {
         for (const a of accounts) {
           const n = this.busy.get(a)! - 1
@@ -78,9 +93,28 @@ export class JitBatcher {
           else this.busy.set(a, n)
         }
         this.inFlight--
+        this.startedAt.delete(started)
         this.pump()
       })
     }
+  }
+
+  /**
+   * Whether another batch may start now. With one running, waiting a little for it gathers the arrivals into one
+   * call instead of paying a round trip and a commit for each; a batch slow to finish (a lock held elsewhere) opens
+   * the next slot once it has run `spareAfterMs`, so it never holds every decision of the process.
+   */
+  private slotOpen (): boolean {
+    const spareAfterMs = this.opts.spareAfterMs ?? 0
+    if (this.inFlight === 0 || spareAfterMs === 0 || this.queue.length >= this.opts.maxBatch) return true
+    const youngest = Math.max(...this.startedAt.values())
+    const wait = youngest + spareAfterMs - performance.now()
+    if (wait <= 0) return true
+    if (this.spareTimer === undefined) {
+      this.spareTimer = setTimeout(() => { this.spareTimer = undefined; this.pump() }, wait)
+      this.spareTimer.unref()
+    }
+    return false
   }
 
   /**
@@ -170,6 +204,7 @@ export function gatewayBatcher (pool: pg.Pool, config: { JIT_BATCH_MAX: number, 
     maxQueue: config.JIT_BATCH_QUEUE_MAX,
     // A batch waits on other batches' commits only (sorted locks: never a cycle); a longer wait is a stuck lock.
     lockTimeoutMs: Math.max(50, Math.floor(config.JIT_DEADLINE_MS / 3)),
+    spareAfterMs: BATCH_SPARE_AFTER_MS,
     metrics
   })
 }

@@ -194,3 +194,26 @@ t.test('a control moved from one cardholder to another while a batch decides for
   t.same(await decided, [200, 200])
   t.equal(await change, 'ok', 'the change went through after the batch, no deadlock')
 })
+
+t.test('a second batch starts only once the running one has taken spareAfterMs: arrivals meanwhile share one call', async (t) => {
+  const stuck = await cardholder(pool, { fundMinor: 100_00 })
+  const others = await Promise.all([1, 2, 3].map(async () => await cardholder(pool, { fundMinor: 100_00 })))
+  const holder = await lockedBy(t, 'SELECT 1 FROM accounts WHERE user_token = $1 FOR UPDATE', [stuck.user])
+  const sizes: number[] = []
+  const spareAfterMs = 300
+  const b = new JitBatcher(pool, (call, at) => callJitDecide(pool, call, at), {
+    maxBatch: 10, maxInFlight: 2, maxQueue: 100, lockTimeoutMs: 5000, spareAfterMs, metrics: { batchSize: { observe: (n) => sizes.push(n) } }
+  })
+  const deadlineAt = performance.now() + 10_000
+  const first = b.decide(holdItem(stuck, 1_00), deadlineAt)
+  const started = performance.now()
+  const rest = others.map((ch) => b.decide(holdItem(ch, 1_00), deadlineAt))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(b.waiting, 3, 'the other accounts wait for the running batch rather than each taking the free slot')
+  const rows = await Promise.all(rest)
+  t.ok(performance.now() - started >= spareAfterMs, 'the spare slot opened once the stuck batch had run spareAfterMs')
+  t.same(rows.map((r) => r?.status_code), [200, 200, 200], 'decided while the first batch still waits on its lock')
+  t.same(sizes, [1, 3], 'the three together, in one call')
+  await holder.query('COMMIT')
+  t.equal((await first)?.status_code, 200)
+})
