@@ -1,13 +1,8 @@
 import fp from 'fastify-plugin'
+import { RELAY_COALESCE_MS } from '../src/event-relay.js'
 
 /** Redis channel on which API processes wake the event relay of the worker processes (DESIGN §7 roles). */
 export const RELAY_WAKE_CHANNEL = 'jit:relay:wake'
-/**
- * An API process sends at most one wake-up per this many ms, whatever its rate of writes: the relay waits as long for
- * more kicks before its pass (EventRelay's coalesceMs), so more frequent wake-ups would only cost syscalls.
- */
-export const RELAY_WAKE_COALESCE_MS = 100
-
 /**
  * With split roles the relay runs in another process than the writes it publishes: an `api` process tells the
  * `worker` processes through Redis after a write it answered, and a `worker` kicks its relay on each message. In
@@ -17,14 +12,28 @@ export const RELAY_WAKE_COALESCE_MS = 100
 export default fp(async (app) => {
   const { config } = app
   if (config.ROLE === 'api') {
+    // The first write after a quiet spell wakes the relay at once; later ones within the relay's coalescing window
+    // (it waits that long for more kicks anyway) share one trailing wake-up at the window's end.
     let pending: NodeJS.Timeout | undefined
+    let more = false
+    // The sender's pid: says nothing secret, and shows which process woke the relay.
+    const wake = (): void => { app.redis.publish(RELAY_WAKE_CHANNEL, String(process.pid)).catch(() => {}) }
+    const windowEnd = (): void => {
+      pending = undefined
+      if (!more) return
+      more = false
+      wake()
+      pending = setTimeout(windowEnd, RELAY_COALESCE_MS)
+      pending.unref()
+    }
     app.addHook('onResponse', async (request) => {
-      if (request.method === 'GET' || request.method === 'HEAD' || pending !== undefined) return
-      pending = setTimeout(() => {
-        pending = undefined
-        // The sender's pid: says nothing secret, and shows which process woke the relay.
-        app.redis.publish(RELAY_WAKE_CHANNEL, String(process.pid)).catch(() => {})
-      }, RELAY_WAKE_COALESCE_MS)
+      if (request.method === 'GET' || request.method === 'HEAD') return
+      if (pending !== undefined) {
+        more = true
+        return
+      }
+      wake()
+      pending = setTimeout(windowEnd, RELAY_COALESCE_MS)
       pending.unref()
     })
     app.addHook('onClose', async () => { clearTimeout(pending) })

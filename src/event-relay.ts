@@ -22,6 +22,9 @@ export interface RelayMetrics {
   publishDuration?: { observe: (seconds: number) => void }
 }
 
+/** How long a kick waits for more kicks before the relay's pass starts (EventRelayOptions.coalesceMs's default). */
+export const RELAY_COALESCE_MS = 100
+
 export interface EventRelayOptions {
   /** Lag samples and /health; the relay's own reads and cursor writes go through its lock's session. */
   pool: Queryable
@@ -110,7 +113,7 @@ export class EventRelay {
 
   constructor (private readonly opts: EventRelayOptions) {
     this.pageSize = opts.pageSize ?? 500
-    this.coalesceMs = opts.coalesceMs ?? 100
+    this.coalesceMs = opts.coalesceMs ?? RELAY_COALESCE_MS
     this.standbyRetryMs = opts.standbyRetryMs ?? 3000
   }
 
