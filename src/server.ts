@@ -1,5 +1,5 @@
 import cluster from 'node:cluster'
-import { getPriority, setPriority } from 'node:os'
+import { lowerPriority } from './lower-priority.js'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, ConfigError, type Config } from './config.js'
 import { buildApp, loggerOptions } from './app.js'
@@ -53,7 +53,7 @@ async function main (): Promise<void> {
 
   // Background work yields the CPU to the request path: on a shared host the api processes and PostgreSQL answer
   // decisions first, and the relay and the archive catch up in the gaps (they are never on a decision's path).
-  if (config.ROLE === 'worker') setPriority(Math.min(getPriority() + 10, 19))
+  if (config.ROLE === 'worker') lowerPriority(10)
 
   let app
   try {
