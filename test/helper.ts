@@ -32,7 +32,6 @@ export async function build (t: Teardown, overrides: Record<string, string> = {}
   return app
 }
 
-/** A token unique to this run, within Marqeta's 36 characters. */
 /** A database of the test's own on the test server, dropped when the test ends; returns its URL. */
 export async function scratchDatabase (t: Teardown, prefix = 'scratch'): Promise<string> {
   const name = uniq(prefix).replace(/-/g, '_')
@@ -43,6 +42,12 @@ export async function scratchDatabase (t: Teardown, prefix = 'scratch'): Promise
   t.teardown(async () => {
     const drop = new pg.Client({ connectionString: TEST_DATABASE_URL })
     await drop.connect()
+    // A pool's end() resolves before its backends have exited; forcing the drop under one that is still exiting would
+    // surface as an error of that pool's client. Wait for them (a little), then force whatever remains.
+    await eventually(async () => {
+      const { rows } = await drop.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name])
+      return rows[0].n === 0
+    }, 5000).catch(() => {})
     await drop.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await drop.end()
   })
@@ -51,6 +56,7 @@ export async function scratchDatabase (t: Teardown, prefix = 'scratch'): Promise
   return url.toString()
 }
 
+/** A token unique to this run, within Marqeta's 36 characters. */
 export function uniq (prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`.slice(0, 36)
 }

@@ -20,7 +20,9 @@
 -- statement that changes the scope of several users' rows (a bulk UPDATE from a script; the service issues none)
 -- fires this trigger once per row and can meet a decision batch in a cycle: PostgreSQL then aborts one of them after
 -- deadlock_timeout, and the batch's decisions are decided again one by one.
-CREATE OR REPLACE FUNCTION context_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION context_changed() RETURNS trigger LANGUAGE plpgsql
+-- Key lookups only: jit_decide.sql says why a cached plan must not scan a table whole.
+SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   v_row record;
   v_scope text;

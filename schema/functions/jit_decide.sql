@@ -27,8 +27,10 @@ RETURNS TABLE (i int, status_code int, response text, replay boolean, overdrawn 
 -- Its statements take arrays of the batch; a custom plan per call would be planned again every time.
 SET plan_cache_mode = force_generic_plan
 -- Its statements are key lookups. A plan is cached for the connection's life: one made while a table was nearly empty
--- (a new database, or no ANALYZE since) would otherwise scan that table whole on every call once it has grown.
--- Disabled scans cost 1e10 in the planner's units, which would have every plan compiled by JIT (~200 ms a call).
+-- (a new database, or no ANALYZE since) would otherwise scan that table whole on every call once it has grown. Every
+-- entry point into the ledger (and the context trigger) sets the same, so that the helpers they call, whose plans are
+-- made on their first call, are planned with it too.
+-- A disabled scan adds 1e10 to a plan's cost (PostgreSQL 15-17), far past jit_above_cost: JIT stays off with it.
 SET enable_seqscan = off SET jit = off AS $$
 DECLARE
   n int := cardinality(p_items);

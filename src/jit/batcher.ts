@@ -106,9 +106,9 @@ export class JitBatcher {
    */
   private slotOpen (): boolean {
     const spareAfterMs = this.opts.spareAfterMs ?? 0
-    if (this.inFlight === 0 || spareAfterMs === 0 || this.queue.length >= this.opts.maxBatch) return true
+    if (this.startedAt.size === 0 || spareAfterMs === 0 || this.queue.length >= this.opts.maxBatch) return true
     const youngest = Math.max(...this.startedAt.values())
-    const wait = youngest + spareAfterMs - performance.now()
+    const wait = Math.ceil(youngest + spareAfterMs - performance.now())
     if (wait <= 0) return true
     if (this.spareTimer === undefined) {
       this.spareTimer = setTimeout(() => { this.spareTimer = undefined; this.pump() }, wait)

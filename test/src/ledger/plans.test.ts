@@ -7,8 +7,8 @@ import { load } from '../../../src/ledger/funds.js'
 import { decideHold, newCardholder } from './helper.js'
 
 // Pooled connections live for hours and keep their statements' plans as long. A plan made while the ledger's tables
-// were nearly empty (a new database, no ANALYZE since: this machine runs without autovacuum) chose to scan them whole,
-// and every later decision on that connection read every decision ever made.
+// were nearly empty (a new database, nothing ANALYZEd since) chose to scan them whole, and every later decision on that
+// connection read every decision ever made.
 t.test('a connection that first decided on nearly empty tables still finds rows by key once they have grown', async (t) => {
   const pool = new pg.Pool({ connectionString: await scratchDatabase(t, 'plans'), max: 1 })
   t.teardown(() => pool.end())
