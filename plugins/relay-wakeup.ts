@@ -16,25 +16,22 @@ export default fp(async (app) => {
     // (it waits that long for more kicks anyway) share one trailing wake-up at the window's end.
     let pending: NodeJS.Timeout | undefined
     let more = false
-    // The sender's pid: says nothing secret, and shows which process woke the relay.
-    const wake = (): void => { app.redis.publish(RELAY_WAKE_CHANNEL, String(process.pid)).catch(() => {}) }
+    const wakeThenHold = (): void => {
+      // The sender's pid: says nothing secret, and shows which process woke the relay.
+      app.redis.publish(RELAY_WAKE_CHANNEL, String(process.pid)).catch(() => {})
+      pending = setTimeout(windowEnd, RELAY_COALESCE_MS)
+      pending.unref()
+    }
     const windowEnd = (): void => {
       pending = undefined
       if (!more) return
       more = false
-      wake()
-      pending = setTimeout(windowEnd, RELAY_COALESCE_MS)
-      pending.unref()
+      wakeThenHold()
     }
     app.addHook('onResponse', async (request) => {
       if (request.method === 'GET' || request.method === 'HEAD') return
-      if (pending !== undefined) {
-        more = true
-        return
-      }
-      wake()
-      pending = setTimeout(windowEnd, RELAY_COALESCE_MS)
-      pending.unref()
+      if (pending !== undefined) more = true
+      else wakeThenHold()
     })
     app.addHook('onClose', async () => { clearTimeout(pending) })
     return

@@ -1,9 +1,9 @@
 import cluster from 'node:cluster'
-import { lowerPriority } from './lower-priority.js'
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, ConfigError, type Config } from './config.js'
 import { buildApp, loggerOptions } from './app.js'
 import { startEmbeddedMongo } from './embedded-mongo.js'
+import { lowerPriority } from './lower-priority.js'
 
 type Role = Exclude<Config['ROLE'], 'all'>
 

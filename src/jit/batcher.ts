@@ -52,9 +52,8 @@ const SHARDS = 64
  */
 export class JitBatcher {
   private readonly queue: Waiting[] = []
-  private inFlight = 0
-  /** When each running batch started (performance.now()). */
-  private readonly startedAt = new Map<object, number>()
+  /** The running batches, each with when it started (performance.now()). */
+  private readonly running = new Map<object, number>()
   private spareTimer: NodeJS.Timeout | undefined
   /** Cardholder accounts ("user|currency") of the running batches, with how many of them hold each. */
   private readonly busy = new Map<string, number>()
@@ -76,24 +75,22 @@ export class JitBatcher {
   get waiting (): number { return this.queue.length }
 
   private pump (): void {
-    while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
+    while (this.running.size < this.opts.maxInFlight && this.queue.length > 0) {
       if (!this.slotOpen()) return
       const batch = this.takeBatch()
       // Everything waiting needs an account a running batch holds: it goes when that batch ends.
       if (batch.length === 0) return
       const accounts = [...new Set(batch.map((w) => accountOf(w.call)).filter((a) => a !== undefined))]
       for (const a of accounts) this.busy.set(a, (this.busy.get(a) ?? 0) + 1)
-      this.inFlight++
-      const started = {}
-      this.startedAt.set(started, performance.now())
+      const batchKey = {}
+      this.running.set(batchKey, performance.now())
       void this.run(batch).finally(() => {
         for (const a of accounts) {
           const n = this.busy.get(a)! - 1
           if (n === 0) this.busy.delete(a)
           else this.busy.set(a, n)
         }
-        this.inFlight--
-        this.startedAt.delete(started)
+        this.running.delete(batchKey)
         this.pump()
       })
     }
@@ -106,8 +103,8 @@ export class JitBatcher {
    */
   private slotOpen (): boolean {
     const spareAfterMs = this.opts.spareAfterMs ?? 0
-    if (this.startedAt.size === 0 || spareAfterMs === 0 || this.queue.length >= this.opts.maxBatch) return true
-    const youngest = Math.max(...this.startedAt.values())
+    if (this.running.size === 0 || spareAfterMs === 0 || this.queue.length >= this.opts.maxBatch) return true
+    const youngest = Math.max(...this.running.values())
     const wait = Math.ceil(youngest + spareAfterMs - performance.now())
     if (wait <= 0) return true
     if (this.spareTimer === undefined) {
