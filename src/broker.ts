@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib'
 import { classifyFailure, type Failure, type FailureCause } from './failures.js'
 import { coalesceFrameWrites } from './amqp-frame-writes.js'
+import { ChannelAcks } from './channel-acks.js'
 
 export { RetryLaterError } from './failures.js'
 
@@ -95,7 +96,7 @@ export class Broker extends EventEmitter {
   private connection?: ChannelModel
   private channel?: ConfirmChannel
   private readonly consumers = new Map<string, { handler: Handler, probes: Probes }>()
-  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag?: string }>()
+  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, acks: ChannelAcks, consumerTag?: string }>()
   private readonly paused = new Map<string, { timer?: NodeJS.Timeout }>()
   /**
    * Queues whose consumer channel was closed on a connection that stays up, to subscribe again; the backoff grows for
@@ -248,7 +249,7 @@ export class Broker extends EventEmitter {
     // A connection closes its channels before it reports its own close: decide once that has run.
     channel.on('close', () => setImmediate(() => this.onConsumerChannelClose(queue, channel, connection)))
     await channel.prefetch(this.opts.prefetch)
-    this.subscriptions.set(queue, { channel })
+    this.subscriptions.set(queue, { channel, acks: new ChannelAcks(channel) })
     if (!this.paused.has(queue)) await this.startConsuming(queue)
   }
 
@@ -290,8 +291,12 @@ export class Broker extends EventEmitter {
   private async startConsuming (queue: string): Promise<void> {
     const subscription = this.subscriptions.get(queue)
     if (subscription === undefined || subscription.consumerTag !== undefined) return
-    const { channel } = subscription
-    const { consumerTag } = await channel.consume(queue, (msg) => { if (msg !== null) void this.handle(channel, queue, msg) })
+    const { channel, acks } = subscription
+    const { consumerTag } = await channel.consume(queue, (msg) => {
+      if (msg === null) return
+      acks.delivered(msg)
+      void this.handle(channel, acks, queue, msg)
+    })
     subscription.consumerTag = consumerTag
   }
 
@@ -343,7 +348,7 @@ export class Broker extends EventEmitter {
     void this.startConsuming(queue).catch((err) => this.opts.log.warn({ err: (err as Error).message, queue }, 'resuming consumption failed'))
   }
 
-  private async handle (channel: ConfirmChannel, queue: string, msg: ConsumeMessage): Promise<void> {
+  private async handle (channel: ConfirmChannel, acks: ChannelAcks, queue: string, msg: ConsumeMessage): Promise<void> {
     const consumer = this.consumers.get(queue)
     const headers = (msg.properties.headers ?? {}) as Record<string, unknown>
     const retries = Number(headers['x-retries'] ?? 0)
@@ -351,7 +356,11 @@ export class Broker extends EventEmitter {
     const messageId = msg.properties.messageId as string | undefined
     if (consumer === undefined) {
       // Cancelled while this delivery was in flight: it goes back to the queue untouched.
-      channel.nack(msg, false, true)
+      try {
+        acks.requeue(msg)
+      } catch {
+        // The channel is gone: the unacked message returns to the queue by itself.
+      }
       return
     }
     let failure: Failure | undefined
@@ -361,12 +370,7 @@ export class Broker extends EventEmitter {
       failure = this.opts.classify(err)
     }
     if (failure === undefined) {
-      try {
-        channel.ack(msg)
-      } catch {
-        // The channel is gone: the unacked message returns to the queue by itself.
-        return
-      }
+      acks.ack(msg)
       this.notify('settled', { queue, messageId, routingKey, outcome: 'acked' } satisfies Settlement)
       return
     }
@@ -400,7 +404,7 @@ export class Broker extends EventEmitter {
     try {
       channel.sendToQueue(target, msg.content, options)
       await channel.waitForConfirms()
-      channel.ack(msg)
+      acks.ack(msg)
     } catch {
       // The channel is gone: the unacked message returns to the queue by itself.
       return
@@ -445,6 +449,8 @@ export class Broker extends EventEmitter {
     for (const state of this.paused.values()) clearTimeout(state.timer)
     this.clearResubscribing()
     const connection = this.connection
+    // Acks still waiting for their turn go out before the channels close, not back to the queue as redeliveries.
+    for (const { acks } of this.subscriptions.values()) acks.flush()
     this.channel = undefined
     this.connection = undefined
     await connection?.close().catch(() => {})

@@ -22,7 +22,7 @@ export function testConfig (overrides: Record<string, string> = {}): Config {
   }, () => {})
 }
 
-interface Teardown { teardown: (fn: () => unknown) => void }
+export interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** A fresh app per test (file), closed when the test ends. */
 export async function build (t: Teardown, overrides: Record<string, string> = {}): Promise<FastifyInstance> {
