@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import type { Queryable } from '../src/db.js'
 import { round } from './stats.js'
@@ -23,6 +24,22 @@ export async function machineEnvironment (pool: Queryable, loadAtStart: number):
     load_1min_at_start: round(loadAtStart),
     load_1min_at_end: round(loadavg()[0]),
     postgres: (await pool.query('SHOW server_version')).rows[0].server_version as string,
+    postgres_malloc: await postgresMallocTunables(pool),
     commit: gitCommit()
+  }
+}
+
+/**
+ * The glibc malloc tunables PostgreSQL's backends run with (ops/README.md, "PostgreSQL's allocator"), read from a
+ * backend's environment when PostgreSQL runs on this machine and its /proc entry is readable.
+ */
+async function postgresMallocTunables (pool: Queryable): Promise<string> {
+  const pid = (await pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number
+  try {
+    if (readFileSync(`/proc/${pid}/comm`, 'latin1').trim() !== 'postgres') return 'unknown (PostgreSQL runs elsewhere)'
+    const tunables = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='))
+    return tunables === undefined ? 'glibc defaults' : tunables.slice('GLIBC_TUNABLES='.length)
+  } catch {
+    return 'unknown (not readable from here)'
   }
 }
