@@ -31,14 +31,16 @@ export async function machineEnvironment (pool: Queryable, loadAtStart: number):
 
 /**
  * The glibc malloc tunables PostgreSQL's backends run with (ops/README.md, "PostgreSQL's allocator"), read from a
- * backend's environment when PostgreSQL runs on this machine and its /proc entry is readable.
+ * backend's environment when PostgreSQL runs on this machine and its /proc entry is readable. glibc (2.36) leaves only
+ * the first of several tunables visible there once it has read them.
  */
 async function postgresMallocTunables (pool: Queryable): Promise<string> {
   const pid = (await pool.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number
   try {
     if (readFileSync(`/proc/${pid}/comm`, 'latin1').trim() !== 'postgres') return 'unknown (PostgreSQL runs elsewhere)'
-    const tunables = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='))
-    return tunables === undefined ? 'glibc defaults' : tunables.slice('GLIBC_TUNABLES='.length)
+    // GLIBC_TUNABLES, or the older MALLOC_*_ variables glibc still reads.
+    const tunables = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter((v) => /^(GLIBC_TUNABLES|MALLOC_[A-Z_]+_)=/.test(v))
+    return tunables.length === 0 ? 'no malloc tunables in its environment' : tunables.join(' ')
   } catch {
     return 'unknown (not readable from here)'
   }

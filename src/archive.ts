@@ -140,8 +140,8 @@ interface PendingWrite {
 
 /**
  * Batches the consumer's writes: the messages a delivery burst hands over in one tick (up to the prefetch) become one
- * unordered bulk insert per collection. Each write still resolves only once its document is durable,
- * so the broker acks message by message.
+ * unordered bulk insert per collection. Each write still resolves only once its document is durable; the broker
+ * then acks the burst with one multiple ack (src/channel-acks.ts).
  */
 export class ArchiveWriter {
   private pending: PendingWrite[] = []

@@ -71,7 +71,10 @@ export interface ConsumeOptions {
   probes?: Probes
 }
 
-/** What became of one delivery: emitted as 'settled' once the message left this consumer's hands. */
+/**
+ * What became of one delivery: emitted as 'settled' once its outcome is decided. An ack goes out with the channel's
+ * next bulk ack, in the same turn of the event loop (src/channel-acks.ts).
+ */
 export interface Settlement {
   queue: string
   messageId?: string
@@ -97,6 +100,8 @@ export class Broker extends EventEmitter {
   private channel?: ConfirmChannel
   private readonly consumers = new Map<string, { handler: Handler, probes: Probes }>()
   private readonly subscriptions = new Map<string, { channel: ConfirmChannel, acks: ChannelAcks, consumerTag?: string }>()
+  /** Every open consumer channel, also after its queue was cancelled: deliveries handed out on it still settle there. */
+  private readonly consumerChannels = new Map<ConfirmChannel, ChannelAcks>()
   private readonly paused = new Map<string, { timer?: NodeJS.Timeout }>()
   /**
    * Queues whose consumer channel was closed on a connection that stays up, to subscribe again; the backoff grows for
@@ -249,7 +254,10 @@ export class Broker extends EventEmitter {
     // A connection closes its channels before it reports its own close: decide once that has run.
     channel.on('close', () => setImmediate(() => this.onConsumerChannelClose(queue, channel, connection)))
     await channel.prefetch(this.opts.prefetch)
-    this.subscriptions.set(queue, { channel, acks: new ChannelAcks(channel) })
+    const acks = new ChannelAcks(channel)
+    this.consumerChannels.set(channel, acks)
+    channel.on('close', () => this.consumerChannels.delete(channel))
+    this.subscriptions.set(queue, { channel, acks })
     if (!this.paused.has(queue)) await this.startConsuming(queue)
   }
 
@@ -406,7 +414,11 @@ export class Broker extends EventEmitter {
       await channel.waitForConfirms()
       acks.ack(msg)
     } catch {
-      // The channel is gone: the unacked message returns to the queue by itself.
+      // The copy was not confirmed: the message goes back to the queue to be tried again (every delivery is settled,
+      // or the bulk acks of the later ones would wait for it); if the channel is gone, it returns by itself.
+      try {
+        acks.requeue(msg)
+      } catch {}
       return
     }
     this.notify('settled', { queue, messageId, routingKey, outcome: dead ? 'dead-lettered' : 'retried', failure } satisfies Settlement)
@@ -449,8 +461,12 @@ export class Broker extends EventEmitter {
     for (const state of this.paused.values()) clearTimeout(state.timer)
     this.clearResubscribing()
     const connection = this.connection
-    // Acks still waiting for their turn go out before the channels close, not back to the queue as redeliveries.
-    for (const { acks } of this.subscriptions.values()) acks.flush()
+    // Acks still waiting for their turn go out before the channels close (a channel's frames keep their order), not
+    // back to the queue as redeliveries.
+    for (const [channel, acks] of this.consumerChannels) {
+      acks.flush()
+      await channel.close().catch(() => {})
+    }
     this.channel = undefined
     this.connection = undefined
     await connection?.close().catch(() => {})

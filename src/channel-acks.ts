@@ -9,11 +9,14 @@ interface Delivery {
 /**
  * One ack for many (DESIGN §7): a consumer channel's deliveries are settled in any order, and once per turn of the
  * event loop the run of settled deliveries at the head of the channel's delivery order is acked with a single
- * `multiple` ack naming the last acked one. A delivery still being handled holds back every later one; a channel lost
- * before the ack returns them all to the queue, as unacked deliveries always do (the handlers are idempotent).
+ * `multiple` ack naming the last acked one. Deliveries settled behind one still being handled are acked one by one in
+ * the same turn: held back, they would keep the channel's prefetch window full for as long as a slow handler runs.
+ * Every delivery must be settled (acked or requeued), or its channel closed: an unsettled one would hold back the
+ * multiple acks of all later ones. A channel lost before an ack returns its unacked deliveries to the queue, as it
+ * always does (the handlers are idempotent).
  */
 export class ChannelAcks {
-  private readonly deliveries: Delivery[] = []
+  private deliveries: Delivery[] = []
   private readonly byTag = new Map<number, Delivery>()
   private scheduled = false
 
@@ -48,21 +51,27 @@ export class ChannelAcks {
     })
   }
 
-  /** Acks the settled head now (also run once per turn of the event loop after a settlement). */
+  /** Acks what is settled now (also run once per turn of the event loop after a settlement). */
   flush (): void {
     let last: Message | undefined
-    let settled = 0
-    while (settled < this.deliveries.length && this.deliveries[settled].acked !== undefined) {
-      const delivery = this.deliveries[settled++]
+    let head = 0
+    while (head < this.deliveries.length && this.deliveries[head].acked !== undefined) {
+      const delivery = this.deliveries[head++]
       this.byTag.delete(delivery.msg.fields.deliveryTag)
       if (delivery.acked) last = delivery.msg
     }
-    this.deliveries.splice(0, settled)
-    // The broker refuses a `multiple` ack whose own tag it no longer holds: it names the last acked delivery, never a
-    // requeued one (those before it that were requeued are not held any more, so it does not touch them).
-    if (last === undefined) return
+    const alone: Message[] = []
+    this.deliveries = this.deliveries.slice(head).filter((delivery) => {
+      if (delivery.acked === undefined) return true
+      this.byTag.delete(delivery.msg.fields.deliveryTag)
+      if (delivery.acked) alone.push(delivery.msg)
+      return false
+    })
     try {
-      this.channel.ack(last, true)
+      // The broker refuses a `multiple` ack whose own tag it no longer holds: it names the last acked delivery of the
+      // head, never a requeued one (requeued deliveries are not held any more, so the ack does not touch them).
+      if (last !== undefined) this.channel.ack(last, true)
+      for (const msg of alone) this.channel.ack(msg)
     } catch {
       // The channel is gone: its unacked deliveries return to the queue by themselves.
     }

@@ -57,7 +57,7 @@ t.test('production settings: no default secrets, a real MongoDB, internal tools 
   t.match(stdout, /GF_SECURITY_ADMIN_PASSWORD: grafana-secret-6/)
   t.match(stdout, /RABBITMQ_DEFAULT_PASS: rabbit-secret-2/)
   t.match(stdout, /DATABASE_URL: postgres:\/\/postgres:pg-secret-1@postgres:5432\/jit/)
-  t.match(stdout, /GLIBC_TUNABLES: glibc\.malloc\.trim_threshold=4194304/, 'PostgreSQL keeps its backends\' heap')
+  t.match(stdout, /GLIBC_TUNABLES: glibc\.malloc\.trim_threshold=4194304:glibc\.malloc\.mmap_threshold=4194304/, 'PostgreSQL keeps its backends\' heap')
   t.match(stdout, /10-queues\.conf:\/etc\/rabbitmq\/conf\.d\/10-queues\.conf:ro/, 'RabbitMQ creates classic queues in format 2')
   // Published ports: only nginx's public port on every address; the rest on this host only.
   const published = [...stdout.matchAll(/^\s*- (\S+:\d+:\d+)\/tcp$/gm)].map((m) => m[1]).sort()

@@ -108,6 +108,12 @@ t.test('while a store is unreachable the queue pauses, probes at growing interva
   storeUp = true
   await eventually(async () => acked('paused-a') && acked('paused-b'))
   t.notOk(broker.pausedQueues.includes(name), 'resumed')
+  // Resumed on the same channel, its delivery tags go on from where they were: an ack naming a wrong one would close
+  // the channel and deliver the message again.
+  await broker.publish(`${prefix}.c`, { n: 3 }, { messageId: 'paused-c' })
+  await eventually(async () => acked('paused-c'))
+  t.equal(attempts.filter((id) => id === 'paused-b').length, 1, 'handled once')
+  t.equal(attempts.filter((id) => id === 'paused-c').length, 1, 'handled once')
   t.equal(dead.length, 0, 'nothing dead-lettered')
   await cancel()
 })
@@ -126,6 +132,28 @@ t.test('a settled listener that throws neither retries the message nor breaks th
   t.same(received, ['listener-a', 'listener-b'], 'each handled once')
   t.same(settled.map((s) => s.outcome), ['acked', 'acked'], 'nothing retried')
   await cancel()
+})
+
+t.test('a delivery that finishes after its queue was cancelled is acked before the broker closes, in the same turn', async (t) => {
+  let release!: () => void
+  const blocked = new Promise<void>((resolve) => { release = resolve })
+  let started = false
+  const { broker, name, prefix, cancel } = await workQueue(t, 20, async () => {
+    started = true
+    await blocked
+  })
+  await broker.publish(`${prefix}.a`, { n: 1 }, { messageId: 'late-a' })
+  await eventually(async () => started)
+  // As the workers plugin closes: the queue is cancelled first, the handler in flight finishes, then the broker closes.
+  await cancel()
+  const settled = new Promise((resolve) => broker.once('settled', resolve))
+  release()
+  await settled
+  await broker.close()
+  const connection = await amqp.connect(RABBITMQ_URL)
+  t.teardown(() => connection.close())
+  const channel = await connection.createChannel()
+  t.equal((await channel.checkQueue(name)).messageCount, 0, 'the ack went out: nothing returned to the queue')
 })
 
 t.test('a consumer channel closed by the broker is subscribed again and the next message is consumed', async (t) => {
