@@ -59,6 +59,9 @@ t.test('production settings: no default secrets, a real MongoDB, internal tools 
   t.match(stdout, /DATABASE_URL: postgres:\/\/postgres:pg-secret-1@postgres:5432\/jit/)
   t.match(stdout, /GLIBC_TUNABLES: glibc\.malloc\.trim_threshold=4194304:glibc\.malloc\.mmap_threshold=4194304/, 'PostgreSQL keeps its backends\' heap')
   t.match(stdout, /10-queues\.conf:\/etc\/rabbitmq\/conf\.d\/10-queues\.conf:ro/, 'RabbitMQ creates classic queues in format 2')
+  // Durable queues survive a recreated container: the node's data directory (named after the host) is in a volume.
+  t.match(stdout, /hostname: rabbitmq/)
+  t.match(stdout, /rabbitmq-data:\/var\/lib\/rabbitmq/)
   // Published ports: only nginx's public port on every address; the rest on this host only.
   const published = [...stdout.matchAll(/^\s*- (\S+:\d+:\d+)\/tcp$/gm)].map((m) => m[1]).sort()
   t.same(published, ['127.0.0.1:15672:15672', '127.0.0.1:3001:3000', '127.0.0.1:8081:8081', '127.0.0.1:9090:9090'])
