@@ -99,7 +99,7 @@ export class Broker extends EventEmitter {
   private connection?: ChannelModel
   private channel?: ConfirmChannel
   private readonly consumers = new Map<string, { handler: Handler, probes: Probes }>()
-  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, acks: ChannelAcks, consumerTag?: string }>()
+  private readonly subscriptions = new Map<string, { channel: ConfirmChannel, consumerTag?: string }>()
   /** Every open consumer channel, also after its queue was cancelled: deliveries handed out on it still settle there. */
   private readonly consumerChannels = new Map<ConfirmChannel, ChannelAcks>()
   private readonly paused = new Map<string, { timer?: NodeJS.Timeout }>()
@@ -254,10 +254,9 @@ export class Broker extends EventEmitter {
     // A connection closes its channels before it reports its own close: decide once that has run.
     channel.on('close', () => setImmediate(() => this.onConsumerChannelClose(queue, channel, connection)))
     await channel.prefetch(this.opts.prefetch)
-    const acks = new ChannelAcks(channel)
-    this.consumerChannels.set(channel, acks)
+    this.consumerChannels.set(channel, new ChannelAcks(channel))
     channel.on('close', () => this.consumerChannels.delete(channel))
-    this.subscriptions.set(queue, { channel, acks })
+    this.subscriptions.set(queue, { channel })
     if (!this.paused.has(queue)) await this.startConsuming(queue)
   }
 
@@ -299,7 +298,9 @@ export class Broker extends EventEmitter {
   private async startConsuming (queue: string): Promise<void> {
     const subscription = this.subscriptions.get(queue)
     if (subscription === undefined || subscription.consumerTag !== undefined) return
-    const { channel, acks } = subscription
+    const { channel } = subscription
+    const acks = this.consumerChannels.get(channel)
+    if (acks === undefined) return // closed meanwhile: the reconnect or resubscription consumes again
     const { consumerTag } = await channel.consume(queue, (msg) => {
       if (msg === null) return
       acks.delivered(msg)
@@ -364,11 +365,7 @@ export class Broker extends EventEmitter {
     const messageId = msg.properties.messageId as string | undefined
     if (consumer === undefined) {
       // Cancelled while this delivery was in flight: it goes back to the queue untouched.
-      try {
-        acks.requeue(msg)
-      } catch {
-        // The channel is gone: the unacked message returns to the queue by itself.
-      }
+      acks.requeue(msg)
       return
     }
     let failure: Failure | undefined
@@ -415,10 +412,8 @@ export class Broker extends EventEmitter {
       acks.ack(msg)
     } catch {
       // The copy was not confirmed: the message goes back to the queue to be tried again (every delivery is settled,
-      // or the bulk acks of the later ones would wait for it); if the channel is gone, it returns by itself.
-      try {
-        acks.requeue(msg)
-      } catch {}
+      // or the bulk acks of the later ones would wait for it).
+      acks.requeue(msg)
       return
     }
     this.notify('settled', { queue, messageId, routingKey, outcome: dead ? 'dead-lettered' : 'retried', failure } satisfies Settlement)

@@ -35,7 +35,11 @@ export class ChannelAcks {
 
   /** Returns the message to the queue at once; the deliveries around it are acked as usual. */
   requeue (msg: Message): void {
-    this.channel.nack(msg, false, true)
+    try {
+      this.channel.nack(msg, false, true)
+    } catch {
+      // The channel is gone: the message returns to the queue by itself.
+    }
     this.settle(msg, false)
   }
 
