@@ -69,21 +69,16 @@ const PAGE_SQL = `
     ORDER BY t.xid, t.id LIMIT $4)
   ORDER BY xid, source, key LIMIT $4`
 
-const cursorAfter = (alias: string, source: string, key: string): string =>
-  `${alias}.xid >= c.xid AND (${alias}.xid > c.xid OR c.source < '${source}' OR (c.source = '${source}' AND ${alias}.${key} > c.key))`
+/** Counting the backlog reads each of its rows: the count stops here (relay_lag_seconds still says how far behind). */
+export const BACKLOG_COUNT_LIMIT = 20_000
 
-// Committed rows not yet published, whether or not a running transaction still holds them back.
-const LAG_SQL = `
-  WITH c AS (SELECT xid, source, key FROM event_cursor)
-  SELECT count(*)::int AS backlog, extract(epoch FROM now() - min(r.created_at))::float8 AS lag
-    FROM (SELECT d.created_at FROM c, decisions d WHERE ${cursorAfter('d', 'decision', 'jit_token')}
-          UNION ALL
-          SELECT t.created_at FROM c, transfers t WHERE ${cursorAfter('t', 'transfer', 'id')}) r`
-
-/** How far the relay is behind: committed rows after the cursor, and the age of the oldest of them. */
-export async function relayLag (db: Queryable): Promise<RelayLag> {
-  const { rows } = await db.query<{ backlog: number, lag: number | null }>(LAG_SQL)
-  return { backlog: rows[0].backlog, lagSeconds: Math.max(0, rows[0].lag ?? 0) }
+/**
+ * How far the relay is behind (schema/functions/relay_lag.sql): committed rows after the cursor, at most
+ * `countLimit` of them, whether or not a running transaction still holds them back, and the age of the next of them.
+ */
+export async function relayLag (db: Queryable, countLimit = BACKLOG_COUNT_LIMIT): Promise<RelayLag> {
+  const { rows } = await db.query<{ backlog: number, lag_seconds: number }>('SELECT backlog, lag_seconds FROM relay_lag($1)', [countLimit])
+  return { backlog: rows[0].backlog, lagSeconds: rows[0].lag_seconds }
 }
 
 /**

@@ -51,7 +51,7 @@ export function createMetrics () {
     cacheHitRate: new client.Gauge({ name: 'cache_hit_rate', help: 'hits / lookups since start, any level', registers }),
     redisLookupDuration: new client.Histogram({ name: 'redis_lookup_duration_seconds', help: 'Redis lookup latency', buckets: latencyBuckets, registers }),
     // Relay lag (DESIGN §9): committed ledger rows whose events are not yet confirmed by RabbitMQ.
-    relayBacklog: new client.Gauge({ name: 'relay_backlog', help: 'committed decisions and transfers whose events are not yet published', registers }),
+    relayBacklog: new client.Gauge({ name: 'relay_backlog', help: 'committed decisions and transfers whose events are not yet published (counted up to 20 000)', registers }),
     relayLag: new client.Gauge({ name: 'relay_lag_seconds', help: 'age of the oldest committed row whose events are not yet published', registers }),
     publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
     consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),

@@ -3,7 +3,7 @@ import pg from 'pg'
 import { randomBytes } from 'node:crypto'
 import { build, eventually, scratchDatabase, uniq } from '../helper.js'
 import { Broker, BrokerUnavailableError } from '../../src/broker.js'
-import { EVENT_RELAY_LOCK, EventRelay, type EventRelayOptions, type Publisher } from '../../src/event-relay.js'
+import { EVENT_RELAY_LOCK, EventRelay, relayLag, type EventRelayOptions, type Publisher } from '../../src/event-relay.js'
 import { eventsOf, type SourceRow } from '../../src/events.js'
 import { migrate } from '../../src/migrate.js'
 import { RABBITMQ_URL, tapExchange, type Tapped } from './webhooks-helpers.js'
@@ -197,6 +197,14 @@ t.test('the broker unreachable: the cursor stays, nothing is lost, and everythin
   await t.rejects(r.drain(), { message: 'not confirmed' })
   t.same(await cursorOf(pool), cursor, 'the cursor has not moved')
   t.match(await r.health(), { backlog: 6 }, 'a load and five decisions behind')
+  t.match(await relayLag(pool, 4), { backlog: 4 }, 'counted up to the limit asked for')
+  const ageOfOldest = async (): Promise<number> => (await pool.query<{ age: number }>(
+    `SELECT extract(epoch FROM now() - min(created_at))::float8 AS age
+       FROM (SELECT created_at FROM decisions UNION ALL SELECT created_at FROM transfers) r`)).rows[0].age
+  const before = await ageOfOldest()
+  const { lagSeconds } = await relayLag(pool, 4)
+  const after = await ageOfOldest()
+  t.ok(before > 0 && before <= lagSeconds && lagSeconds <= after, `the lag is the age of the oldest row behind (${before} <= ${lagSeconds} <= ${after})`)
 
   refuse = (n) => n % 3 === 0
   await t.rejects(r.drain(), { message: 'not confirmed' })

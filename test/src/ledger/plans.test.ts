@@ -5,6 +5,7 @@ import { migrate } from '../../../src/migrate.js'
 import { applyLedger, expireHold } from '../../../src/ledger/apply.js'
 import { load } from '../../../src/ledger/funds.js'
 import { decideHold, newCardholder } from './helper.js'
+import { relayLag } from '../../../src/event-relay.js'
 
 // Pooled connections live for hours and keep their statements' plans as long. A plan made while the ledger's tables
 // were nearly empty (a new database, nothing ANALYZEd since) chose to scan them whole, and every later decision on that
@@ -29,6 +30,7 @@ t.test('a connection that first decided on nearly empty tables still finds rows 
     const cleared = uniq('clear')
     t.equal((await applyLedger(db, { ...base, kind: 'settle', effect_key: `${cleared}:settle`, jit_token: cleared, hold_tokens: [jit], amount_minor: 1_00n })).status, 'applied', 'a clearing of the decision\'s hold')
     t.equal(await expireHold(db, jit), 0n, 'a hold not yet expired is left alone')
+    t.ok((await relayLag(db)).backlog > 0, 'the relay\'s lag counts the rows behind its cursor')
   }
   // More calls than PostgreSQL's five custom plans before it settles on a cached generic one.
   for (let i = 0; i < 6; i++) await exercise()
@@ -50,7 +52,7 @@ t.test('a connection that first decided on nearly empty tables still finds rows 
       `SELECT relname, seq_tup_read::text AS read FROM pg_stat_xact_user_tables
         WHERE relname IN ('decisions', 'transfers', 'accounts', 'users', 'cards', 'holds', 'spend') AND seq_tup_read >= 1000
         ORDER BY relname`)
-    t.same(rows, [], 'the 20 000 decisions and holds are not read one by one by a decision, a webhook effect or an expiry')
+    t.same(rows, [], 'the 20 000 decisions and holds are not read one by one by a decision, a webhook effect, an expiry or the relay\'s lag')
   } finally {
     await db.query('ROLLBACK')
   }
