@@ -14,6 +14,10 @@
  *   --roles split|all       split (default): a ROLE=api process answers and a ROLE=worker process runs the relay, the
  *                           consumers and the archive, as DESIGN §7 deploys them; all: one ROLE=all process, as
  *                           `npm start` runs. Both processes' CPU is the service's, each in its own column.
+ *   --rounds N              (with --rate) N runs of the gateway, each followed by one of the reference (default 1)
+ *   --no-reference          (with --rate) skip the reference: by default each run of the gateway is followed by the same
+ *                           open loop against bench/latency-reference.ts (one Redis GET and one committed UPDATE per
+ *                           request, nothing else), this machine's floor for a service with a durable write per request
  *
  * Writes bench/results/latest-latency.{json,md} (ci-latency.* with --ci). The service's log is in /tmp.
  */
@@ -53,7 +57,9 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     threads: { type: 'string' },
     'timeout-ms': { type: 'string' },
-    roles: { type: 'string', default: 'split' }
+    roles: { type: 'string', default: 'split' },
+    rounds: { type: 'string' },
+    'no-reference': { type: 'boolean', default: false }
   }
 })
 
@@ -78,6 +84,8 @@ const connections = num(args.connections, 256)
 const threads = Math.round(num(args.threads, 1))
 const timeoutMs = num(args['timeout-ms'], 10_000)
 const split = args.roles === 'split'
+const rounds = Math.round(num(args.rounds, 1))
+const withReference = !ci && !findCapacity && args['no-reference'] !== true
 if (!split && args.roles !== 'all') {
   console.error(`--roles ${args.roles}: split or all`)
   process.exit(2)
@@ -117,6 +125,7 @@ const loadAtStart = loadavg()[0]
 const runStarted = performance.now()
 let servicePid: number | undefined
 let workerPid: number | undefined
+let referencePid: number | undefined
 
 class Generator {
   private readonly workers: Worker[] = []
@@ -289,6 +298,20 @@ async function main (): Promise<number> {
   servicePid = service.pid
   const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 2 })
   let gen: Generator | undefined
+  let reference: ServiceProcess | undefined
+  let referenceGen: { gen: Generator } | undefined
+  /** The reference server in its own process, and a generator of its own aimed at it. */
+  const startReference = async (user: string, pairs: Array<[string, string]>): Promise<{ gen: Generator }> => {
+    const refPort = await freePort()
+    const service = new ServiceProcess(`${repo}dist/bench/latency-reference.js`, repo, { ...env, PORT: String(refPort) }, `/tmp/latency-reference-${refPort}.log`, `http://127.0.0.1:${refPort}`)
+    reference = service
+    service.start()
+    referencePid = service.pid
+    if (await service.waitReady(30_000) === undefined) throw new Error(`the reference server did not become ready (${service.exitStatus ?? 'still running'}):\n${service.tail()}`)
+    const refGen = new Generator({ url: service.url, connections, timeoutMs, pairs, headers: { 'content-type': 'application/json', authorization: basicAuth(user, '') } }, runId, service.pid!)
+    await refGen.start()
+    return { gen: refGen }
+  }
   try {
     const bootMs = await service.waitReady(ci ? 30_000 : 60_000)
     if (bootMs === undefined) throw new Error(`the service did not become ready (${service.exitStatus ?? 'still running'}):\n${service.tail()}`)
@@ -323,12 +346,37 @@ async function main (): Promise<number> {
       console.log(found.note)
       notes.push(found.note)
     } else {
-      await gen.run('warm-up', rate, warmupS, false)
-      const result = await gen.run(ci ? 'ci' : 'run', rate, durationS, true)
-      result.failures = judge(result, ciBudget.p99Ms)
-      runs.push(result)
-      console.log(`- ${describe(result)}`)
-      if (ci) failures.push(...result.failures)
+      if (withReference) referenceGen = await startReference(config.JIT_BASIC_AUTH_USER, population.pairs)
+      const gatewayRuns: RunResult[] = []
+      const referenceRuns: RunResult[] = []
+      for (let round = 1; round <= rounds; round++) {
+        const suffix = rounds > 1 ? ` ${round}` : ''
+        await gen.run('warm-up', rate, warmupS, false)
+        const result = await gen.run(ci ? 'ci' : `run${suffix}`, rate, durationS, true)
+        result.failures = judge(result, ciBudget.p99Ms)
+        runs.push(result)
+        gatewayRuns.push(result)
+        console.log(`- ${describe(result)}`)
+        if (ci) failures.push(...result.failures)
+        if (referenceGen !== undefined) {
+          await referenceGen.gen.run('warm-up', rate, warmupS, false)
+          const floor = await referenceGen.gen.run(`reference${suffix}`, rate, durationS, true)
+          floor.failures = judge(floor, ciBudget.p99Ms)
+          runs.push(floor)
+          referenceRuns.push(floor)
+          console.log(`- ${describe(floor)}`)
+        }
+      }
+      if (referenceRuns.length > 0) {
+        const median = (rs: RunResult[], pick: (r: RunResult) => number): number => rs.map(pick).sort((a, b) => a - b)[Math.floor((rs.length - 1) / 2)]
+        const p99 = median(gatewayRuns, (r) => r.latency.p99)
+        const floorP99 = median(referenceRuns, (r) => r.latency.p99)
+        const note = `reference (one Redis GET and one committed UPDATE per request, same open loop, after each run): p50 ${median(referenceRuns, (r) => r.latency.p50).toFixed(2)} ms, ` +
+          `p99 ${floorP99.toFixed(2)} ms; JIT p99 ${p99.toFixed(2)} ms = ${(p99 / floorP99).toFixed(2)} x the reference's${rounds > 1 ? ` (medians of ${rounds} rounds)` : ''}; ` +
+          'the gateway\'s processes stay up, idle, during the reference runs'
+        console.log(note)
+        notes.push(note)
+      }
     }
     const tails = await stageTails(url)
     if (tails !== undefined) {
@@ -421,6 +469,8 @@ async function main (): Promise<number> {
     return 0
   } finally {
     await gen?.close().catch(() => {})
+    await referenceGen?.gen.close().catch(() => {})
+    await reference?.stop(10_000)
     await service.stop(10_000)
     await worker?.stop(10_000)
     await pool.end()
@@ -459,7 +509,7 @@ function markdownReport (report: { run_id: string, finished_at: string, mode: st
 /** The service runs in its own process group, which an interrupted or timed-out bench would otherwise leave behind. */
 function abort (message: string): never {
   console.error(message)
-  for (const pid of [servicePid, workerPid]) if (pid !== undefined) try { process.kill(-pid, 'SIGKILL') } catch {}
+  for (const pid of [servicePid, workerPid, referencePid]) if (pid !== undefined) try { process.kill(-pid, 'SIGKILL') } catch {}
   process.exit(1)
 }
 process.once('SIGINT', () => abort('interrupted'))

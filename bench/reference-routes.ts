@@ -18,7 +18,7 @@ export const REDIS_KEY = 'bench:reference'
 
 export interface ReferenceOptions { rows: number }
 
-const updateSql = `UPDATE ${BENCH_TABLE} SET balance = balance - 1 WHERE id = $1 AND balance >= 1`
+export const updateSql = `UPDATE ${BENCH_TABLE} SET balance = balance - 1 WHERE id = $1 AND balance >= 1`
 
 /** Creates the reference table and (re)sets `rows` rows plus the hot row to a balance no run can exhaust. */
 export async function prepareReferenceTable (pool: pg.Pool, rows: number): Promise<void> {
