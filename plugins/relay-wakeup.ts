@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { RELAY_COALESCE_MS } from '../src/event-relay.js'
+import { mayHaveWritten, RELAY_COALESCE_MS } from '../src/event-relay.js'
 
 /** Redis channel on which API processes wake the event relay of the worker processes (DESIGN §7 roles). */
 export const RELAY_WAKE_CHANNEL = 'jit:relay:wake'
@@ -29,7 +29,7 @@ export default fp(async (app) => {
       wakeThenHold()
     }
     app.addHook('onResponse', async (request) => {
-      if (request.method === 'GET' || request.method === 'HEAD') return
+      if (!mayHaveWritten(request.method)) return
       if (pending !== undefined) more = true
       else wakeThenHold()
     })

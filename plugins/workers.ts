@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { Delivery, Handler } from '../src/broker.js'
-import { EventRelay } from '../src/event-relay.js'
+import { EventRelay, mayHaveWritten } from '../src/event-relay.js'
 import { expireHolds } from '../src/hold-expiry.js'
 import { Periodic } from '../src/periodic.js'
 import { createConsumers, startConsumers } from '../src/consumers.js'
@@ -75,7 +75,7 @@ export default fp(async (app) => {
 
   // The relay polls for other instances' rows; this instance wakes it after any write it answered.
   app.addHook('onResponse', async (request) => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') relay.kick()
+    if (mayHaveWritten(request.method)) relay.kick()
   })
 
   app.addHook('onReady', async () => {

@@ -25,6 +25,9 @@ export interface RelayMetrics {
 /** How long a kick waits for more kicks before the relay's pass starts (EventRelayOptions.coalesceMs's default). */
 export const RELAY_COALESCE_MS = 100
 
+/** Whether an answered request of this method may have written rows the relay publishes: anything but a read. */
+export const mayHaveWritten = (method: string): boolean => method !== 'GET' && method !== 'HEAD'
+
 export interface EventRelayOptions {
   /** Lag samples and /health; the relay's own reads and cursor writes go through its lock's session. */
   pool: Queryable
