@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync, readFileSync, existsSync } from 'node:fs'
 import { request, sleep } from './fault-traffic.js'
+import { freePort } from './free-port.js'
 
 /**
  * The fault run's hands: shell commands that stop and start the stores, and the service as a child in its own process
@@ -72,6 +73,12 @@ export class ServiceProcess {
 
   /** `cwd` is the repository: the service reads its migrations from ./migrations. */
   constructor (private readonly script: string, private readonly cwd: string, private readonly env: NodeJS.ProcessEnv, readonly logPath: string, readonly url: string) {}
+
+  /** One on a free port of 127.0.0.1, handed to it in `portVariable`, its log in /tmp/<logName>-<port>.log. */
+  static async onFreePort (script: string, cwd: string, env: NodeJS.ProcessEnv, portVariable: 'PORT' | 'WORKER_PORT', logName: string): Promise<ServiceProcess> {
+    const port = await freePort()
+    return new ServiceProcess(script, cwd, { ...env, HOST: '127.0.0.1', [portVariable]: String(port) }, `/tmp/${logName}-${port}.log`, `http://127.0.0.1:${port}`)
+  }
 
   get pid (): number | undefined { return this.child?.pid }
   get alive (): boolean { return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null }

@@ -40,7 +40,6 @@ import { auditSnapshot } from '../src/audit.js'
 import { decimalText, toMinor } from './messages.js'
 import { textTable } from './stats.js'
 import { ServiceProcess, StoreControl, sh, type Store } from './fault-control.js'
-import { freePort } from './free-port.js'
 import { EventLog, checkEvents, prepareEventLog, removeEventLog } from './fault-events.js'
 import {
   TrackedTraffic, checkArchive, checkWebhooks, credentialsFromEnv, replayAnswers, sleep,
@@ -415,16 +414,8 @@ function statusSummary (outcomes: Record<string, number>): string {
 
 async function main (): Promise<number> {
   const runStarted = performance.now()
-  const port = await freePort()
-  const url = `http://127.0.0.1:${port}`
-  log(`fault run${short ? ' (short)' : ''}: ${faults.join(', ')}; service on ${url}, database ${redactUrl(databaseUrl)}, Redis ${redisUrl}, RabbitMQ ${redactUrl(rabbitUrl)}`)
-  for (const [name, store] of Object.entries(stores)) if (faults.includes(name as FaultName)) log(`  ${name}: stop \`${store.stop}\`, start \`${store.start}\``)
-  await prepare()
-  await mkdir(resultsDir, { recursive: true })
-  service = new ServiceProcess(`${repo}dist/src/server.js`, repo, {
+  service = await ServiceProcess.onFreePort(`${repo}dist/src/server.js`, repo, {
     ...env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl,
     RABBITMQ_URL: rabbitUrl,
@@ -432,7 +423,12 @@ async function main (): Promise<number> {
     // Its own snapshot file, kept across the kill and restart of this run, never the developer's archive.
     EMBEDDED_MONGO_PATH: `/tmp/faults-embedded-mongo-${process.pid}.json`,
     LOG_LEVEL: env.FAULTS_LOG_LEVEL ?? 'warn'
-  }, `/tmp/faults-service-${port}.log`, url)
+  }, 'PORT', 'faults-service')
+  const url = service.url
+  log(`fault run${short ? ' (short)' : ''}: ${faults.join(', ')}; service on ${url}, database ${redactUrl(databaseUrl)}, Redis ${redisUrl}, RabbitMQ ${redactUrl(rabbitUrl)}`)
+  for (const [name, store] of Object.entries(stores)) if (faults.includes(name as FaultName)) log(`  ${name}: stop \`${store.stop}\`, start \`${store.start}\``)
+  await prepare()
+  await mkdir(resultsDir, { recursive: true })
   service.start()
   const bootMs = await service.waitReady(readyTimeoutMs)
   if (bootMs === undefined) throw new Error(`the service did not become ready:\n${service.tail()}`)

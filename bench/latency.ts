@@ -36,7 +36,6 @@ import { summarize, round, textTable, markdownTable, type LatencySummary } from 
 import { machineEnvironment } from './environment.js'
 import { describeStageTails, stageTails } from './service-metrics.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
-import { freePort } from './free-port.js'
 import { ServiceProcess } from './fault-control.js'
 import { clock, type FromWorker, type GeneratorSetup, type OpenLoopJob, type OpenLoopResult } from './open-loop.js'
 
@@ -280,16 +279,11 @@ async function main (): Promise<number> {
   const script = `${repo}dist/src/server.js`
   if (!existsSync(script)) throw new Error(`${script} is missing: run \`npm run build\` (npm run bench:latency does)`)
   const runId = randomBytes(3).toString('hex')
-  const port = await freePort()
-  const url = `http://127.0.0.1:${port}`
-  const logPath = `/tmp/latency-service-${port}.log`
   // The embedded MongoDB in memory only: the bench's archive never lands in a developer's snapshot file.
-  const env = { EMBEDDED_MONGO_PATH: '', ...process.env, HOST: '127.0.0.1', LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }
-  const service = new ServiceProcess(script, repo, { ...env, PORT: String(port), ROLE: split ? 'api' : 'all' }, logPath, url)
-  const workerPort = split ? await freePort() : undefined
-  const worker = workerPort !== undefined
-    ? new ServiceProcess(script, repo, { ...env, ROLE: 'worker', WORKER_PORT: String(workerPort) }, `/tmp/latency-worker-${workerPort}.log`, `http://127.0.0.1:${workerPort}`)
-    : undefined
+  const env = { EMBEDDED_MONGO_PATH: '', ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }
+  const service = await ServiceProcess.onFreePort(script, repo, { ...env, ROLE: split ? 'api' : 'all' }, 'PORT', 'latency-service')
+  const { url, logPath } = service
+  const worker = split ? await ServiceProcess.onFreePort(script, repo, { ...env, ROLE: 'worker' }, 'WORKER_PORT', 'latency-worker') : undefined
   const mode = ci ? 'ci' : findCapacity ? 'find-capacity' : 'rate'
   console.log(`latency run ${runId} (${mode}): service on ${url}${worker !== undefined ? ` (ROLE=api) and a ROLE=worker process on ${worker.url}` : ' (ROLE=all)'}, database ${redactUrl(config.DATABASE_URL)}, log ${logPath}`)
   worker?.start()
@@ -302,8 +296,7 @@ async function main (): Promise<number> {
   let referenceGen: { gen: Generator } | undefined
   /** The reference server in its own process, and a generator of its own aimed at it. */
   const startReference = async (user: string, pairs: Array<[string, string]>): Promise<{ gen: Generator }> => {
-    const refPort = await freePort()
-    const service = new ServiceProcess(`${repo}dist/bench/latency-reference.js`, repo, { ...env, PORT: String(refPort) }, `/tmp/latency-reference-${refPort}.log`, `http://127.0.0.1:${refPort}`)
+    const service = await ServiceProcess.onFreePort(`${repo}dist/bench/latency-reference.js`, repo, env, 'PORT', 'latency-reference')
     reference = service
     service.start()
     referencePid = service.pid

@@ -32,7 +32,6 @@ import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
 import { machineEnvironment } from './environment.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
 import { ServiceProcess } from './fault-control.js'
-import { freePort } from './free-port.js'
 import { decideScript, pgbench, updateScript, type PgbenchResult, type PgbenchScript, type WriteStats } from './pgbench.js'
 
 const { values: args } = parseArgs({
@@ -118,9 +117,7 @@ async function main (): Promise<number> {
   // beside it, as DESIGN §7 deploys them: it runs during every measurement and its CPU counts as the service's.
   const env = { EMBEDDED_MONGO_PATH: '', ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn' }
   const config: Config = loadConfig({ ...env, PORT: '0', HOST: '127.0.0.1', ROLE: 'api' }, () => {})
-  const workerPort = await freePort()
-  const worker = new ServiceProcess(fileURLToPath(new URL('../src/server.js', import.meta.url)), process.cwd(),
-    { ...env, ROLE: 'worker', WORKER_PORT: String(workerPort), HOST: '127.0.0.1' }, `/tmp/bench-worker-${workerPort}.log`, `http://127.0.0.1:${workerPort}`)
+  const worker = await ServiceProcess.onFreePort(fileURLToPath(new URL('../src/server.js', import.meta.url)), process.cwd(), { ...env, ROLE: 'worker' }, 'WORKER_PORT', 'bench-worker')
   worker.start()
   if (await worker.waitReady(60_000) === undefined) throw new Error(`the bench's worker process did not become ready: ${worker.tail()}`)
   workerGroup = worker.pid
