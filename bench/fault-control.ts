@@ -63,7 +63,7 @@ export class StoreControl {
   }
 }
 
-/** `node dist/src/server.js` in its own process group, its output appended to one log file across restarts. */
+/** A Node script (the service, or a bench server) in its own process group, its output appended to one log file across restarts. */
 export class ServiceProcess {
   private child?: ChildProcess
   private exited?: Promise<void>

@@ -509,7 +509,7 @@ try {
   code = await main()
 } catch (err) {
   console.error(`fault run failed: ${(err as Error).stack ?? (err as Error).message}`)
-  if (service !== undefined) console.error(`service log (${service.logPath}):\n${service.tail(30)}`)
+  if (service !== undefined && service.generation > 0) console.error(`service log (${service.logPath}):\n${service.tail(30)}`)
 } finally {
   const restored = await cleanup()
   if (!restored) code = 1

@@ -14,7 +14,7 @@
  *   --roles split|all       split (default): a ROLE=api process answers and a ROLE=worker process runs the relay, the
  *                           consumers and the archive, as DESIGN §7 deploys them; all: one ROLE=all process, as
  *                           `npm start` runs. Both processes' CPU is the service's, each in its own column.
- *   --rounds N              (with --rate) N runs of the gateway, each followed by one of the reference (default 1)
+ *   --rounds N              (with --rate) N runs of the gateway, each followed by one of the reference; medians (default 1)
  *   --no-reference          (with --rate) skip the reference: by default each run of the gateway is followed by the same
  *                           open loop against bench/latency-reference.ts (one Redis GET and one committed UPDATE per
  *                           request, nothing else), this machine's floor for a service with a durable write per request
@@ -83,8 +83,12 @@ const connections = num(args.connections, 256)
 const threads = Math.round(num(args.threads, 1))
 const timeoutMs = num(args['timeout-ms'], 10_000)
 const split = args.roles === 'split'
-const rounds = Math.round(num(args.rounds, 1))
+const rounds = num(args.rounds, 1)
 const withReference = !ci && !findCapacity && args['no-reference'] !== true
+if (!Number.isInteger(rounds) || ((ci || findCapacity) && args.rounds !== undefined)) {
+  console.error('--rounds N: a whole number, with --rate runs only (not --ci or --find-capacity)')
+  process.exit(2)
+}
 if (!split && args.roles !== 'all') {
   console.error(`--roles ${args.roles}: split or all`)
   process.exit(2)
@@ -293,17 +297,17 @@ async function main (): Promise<number> {
   const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 2 })
   let gen: Generator | undefined
   let reference: ServiceProcess | undefined
-  let referenceGen: { gen: Generator } | undefined
-  /** The reference server in its own process, and a generator of its own aimed at it. */
-  const startReference = async (user: string, pairs: Array<[string, string]>): Promise<{ gen: Generator }> => {
-    const service = await ServiceProcess.onFreePort(`${repo}dist/bench/latency-reference.js`, repo, env, 'PORT', 'latency-reference')
-    reference = service
-    service.start()
-    referencePid = service.pid
-    if (await service.waitReady(30_000) === undefined) throw new Error(`the reference server did not become ready (${service.exitStatus ?? 'still running'}):\n${service.tail()}`)
-    const refGen = new Generator({ url: service.url, connections, timeoutMs, pairs, headers: { 'content-type': 'application/json', authorization: basicAuth(user, '') } }, runId, service.pid!)
-    await refGen.start()
-    return { gen: refGen }
+  let referenceGen: Generator | undefined
+  /** The reference server in its own process, and a generator of its own aimed at it (same headers as the gateway's). */
+  const startReference = async (setup: GeneratorSetup): Promise<Generator> => {
+    const server = await ServiceProcess.onFreePort(`${repo}dist/bench/latency-reference.js`, repo, env, 'PORT', 'latency-reference')
+    reference = server
+    server.start()
+    referencePid = server.pid
+    if (await server.waitReady(30_000) === undefined) throw new Error(`the reference server did not become ready (${server.exitStatus ?? 'still running'}):\n${server.tail()}`)
+    referenceGen = new Generator({ ...setup, url: server.url }, runId, server.pid!)
+    await referenceGen.start()
+    return referenceGen
   }
   try {
     const bootMs = await service.waitReady(ci ? 30_000 : 60_000)
@@ -319,10 +323,11 @@ async function main (): Promise<number> {
     })
     console.log(`seeded ${userCount} cardholders x ${cardsPerUser} cards in ${Math.round(performance.now() - seedStarted)} ms`)
 
-    gen = new Generator({
+    const setup: GeneratorSetup = {
       url, connections, timeoutMs, pairs: population.pairs,
       headers: { 'content-type': 'application/json', authorization: basicAuth(config.JIT_BASIC_AUTH_USER, config.JIT_BASIC_AUTH_PASSWORD) }
-    }, runId, service.pid!, worker?.pid)
+    }
+    gen = new Generator(setup, runId, service.pid!, worker?.pid)
     await gen.start()
     // What each group burns with no request at all: at low rates it dominates the CPU per response.
     const restBefore = cpuSnapshot(service.pid, worker?.pid)
@@ -339,7 +344,7 @@ async function main (): Promise<number> {
       console.log(found.note)
       notes.push(found.note)
     } else {
-      if (withReference) referenceGen = await startReference(config.JIT_BASIC_AUTH_USER, population.pairs)
+      const floorGen = withReference ? await startReference(setup) : undefined
       const gatewayRuns: RunResult[] = []
       const referenceRuns: RunResult[] = []
       for (let round = 1; round <= rounds; round++) {
@@ -351,25 +356,30 @@ async function main (): Promise<number> {
         gatewayRuns.push(result)
         console.log(`- ${describe(result)}`)
         if (ci) failures.push(...result.failures)
-        if (referenceGen !== undefined) {
-          await referenceGen.gen.run('warm-up', rate, warmupS, false)
-          const floor = await referenceGen.gen.run(`reference${suffix}`, rate, durationS, true)
+        if (floorGen !== undefined) {
+          await floorGen.run('warm-up', rate, warmupS, false)
+          const floor = await floorGen.run(`reference${suffix}`, rate, durationS, true)
           floor.failures = judge(floor, ciBudget.p99Ms)
           runs.push(floor)
           referenceRuns.push(floor)
           console.log(`- ${describe(floor)}`)
         }
       }
-      if (referenceRuns.length > 0) {
-        const median = (rs: RunResult[], pick: (r: RunResult) => number): number => rs.map(pick).sort((a, b) => a - b)[Math.floor((rs.length - 1) / 2)]
-        const p99 = median(gatewayRuns, (r) => r.latency.p99)
-        const floorP99 = median(referenceRuns, (r) => r.latency.p99)
-        const note = `reference (one Redis GET and one committed UPDATE per request, same open loop, after each run): p50 ${median(referenceRuns, (r) => r.latency.p50).toFixed(2)} ms, ` +
-          `p99 ${floorP99.toFixed(2)} ms; JIT p99 ${p99.toFixed(2)} ms = ${(p99 / floorP99).toFixed(2)} x the reference's${rounds > 1 ? ` (medians of ${rounds} rounds)` : ''}; ` +
-          'the gateway\'s processes stay up, idle, during the reference runs'
-        console.log(note)
-        notes.push(note)
+      const median = (rs: RunResult[], pick: (r: RunResult) => number): number => {
+        const sorted = rs.map(pick).sort((a, b) => a - b)
+        const mid = Math.floor(sorted.length / 2)
+        return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
       }
+      const p99 = median(gatewayRuns, (r) => r.latency.p99)
+      if (rounds > 1) notes.push(`JIT medians of ${rounds} rounds: p50 ${median(gatewayRuns, (r) => r.latency.p50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`)
+      if (referenceRuns.length > 0) {
+        const floorP99 = median(referenceRuns, (r) => r.latency.p99)
+        notes.push(`reference (one Redis GET and one committed UPDATE per request, the same open loop after each run): p50 ${median(referenceRuns, (r) => r.latency.p50).toFixed(2)} ms, ` +
+          `p99 ${floorP99.toFixed(2)} ms; JIT p99 ${p99.toFixed(2)} ms = ${(p99 / floorP99).toFixed(2)} x the reference's${rounds > 1 ? ` (medians of ${rounds} rounds)` : ''}; ` +
+          'the gateway\'s processes stay up during the reference runs (its worker finishes the run\'s last events in the reference\'s warm-up), ' +
+          'and the PostgreSQL, RabbitMQ and Redis columns count whatever they do')
+      }
+      for (const note of notes) console.log(note)
     }
     const tails = await stageTails(url)
     if (tails !== undefined) {
@@ -462,7 +472,7 @@ async function main (): Promise<number> {
     return 0
   } finally {
     await gen?.close().catch(() => {})
-    await referenceGen?.gen.close().catch(() => {})
+    await referenceGen?.close().catch(() => {})
     await reference?.stop(10_000)
     await service.stop(10_000)
     await worker?.stop(10_000)

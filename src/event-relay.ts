@@ -77,7 +77,8 @@ export const BACKLOG_COUNT_LIMIT = 20_000
 
 /**
  * How far the relay is behind (schema/functions/relay_lag.sql): committed rows after the cursor, at most
- * `countLimit` of them, whether or not a running transaction still holds them back, and the age of the next of them.
+ * `countLimit` of them, whether or not a running transaction still holds them back, and the age of the older of the
+ * next decision and the next transfer to publish.
  */
 export async function relayLag (db: Queryable, countLimit = BACKLOG_COUNT_LIMIT): Promise<RelayLag> {
   const { rows } = await db.query<{ backlog: number, lag_seconds: number }>('SELECT backlog, lag_seconds FROM relay_lag($1)', [countLimit])

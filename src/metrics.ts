@@ -1,5 +1,6 @@
 import client from 'prom-client'
 import { declineReasons, knownMethods } from './marqeta.js'
+import { BACKLOG_COUNT_LIMIT } from './event-relay.js'
 
 /** Histogram buckets in seconds; the first is sub-millisecond because a decision's own work is. */
 export const latencyBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -51,8 +52,8 @@ export function createMetrics () {
     cacheHitRate: new client.Gauge({ name: 'cache_hit_rate', help: 'hits / lookups since start, any level', registers }),
     redisLookupDuration: new client.Histogram({ name: 'redis_lookup_duration_seconds', help: 'Redis lookup latency', buckets: latencyBuckets, registers }),
     // Relay lag (DESIGN §9): committed ledger rows whose events are not yet confirmed by RabbitMQ.
-    relayBacklog: new client.Gauge({ name: 'relay_backlog', help: 'committed decisions and transfers whose events are not yet published (counted up to 20 000)', registers }),
-    relayLag: new client.Gauge({ name: 'relay_lag_seconds', help: 'age of the oldest committed row whose events are not yet published', registers }),
+    relayBacklog: new client.Gauge({ name: 'relay_backlog', help: `committed decisions and transfers whose events are not yet published (counted up to ${BACKLOG_COUNT_LIMIT})`, registers }),
+    relayLag: new client.Gauge({ name: 'relay_lag_seconds', help: 'age of the older of the next committed decision and the next committed transfer whose events are not yet published', registers }),
     publishDuration: new client.Histogram({ name: 'rabbitmq_publish_duration_seconds', help: 'publish until broker confirm', buckets: latencyBuckets, registers }),
     consumeDuration: new client.Histogram({ name: 'rabbitmq_consume_duration_seconds', help: 'handler time per consumed message', labelNames: ['queue'], buckets: latencyBuckets, registers }),
     queueDepth: new client.Gauge({ name: 'rabbitmq_queue_depth', help: 'messages ready in a queue', labelNames: ['queue'], registers }),

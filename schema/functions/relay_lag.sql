@@ -1,10 +1,11 @@
 -- How far the event relay (src/event-relay.ts) is behind: the committed decisions and transfers after its cursor,
--- counted up to p_count_limit, and the age of the next of them in publishing order (xid, source, key), the order in
--- which the relay's pages read them. Each is a range scan of an xid index from the cursor, bounded, so that a large
--- backlog is not read whole at every sample.
+-- counted up to p_count_limit, and the age of the older of the next decision and the next transfer it will publish.
+-- "After the cursor" is the order and predicate of the relay's page query (after() in src/event-relay.ts). Each
+-- sub-select is a range scan of an xid index from the cursor, bounded, so that a large backlog is not read whole at
+-- every sample (an exact oldest row would be).
 CREATE OR REPLACE FUNCTION relay_lag(p_count_limit int, OUT backlog int, OUT lag_seconds float8) LANGUAGE plpgsql STABLE
--- Range scans only, whatever the statistics say, and never worth a JIT compilation (jit_decide.sql says why).
-SET enable_seqscan = off SET jit = off AS $$
+-- Index range scans only, whatever the statistics say, and never worth a JIT compilation (jit_decide.sql says why).
+SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off AS $$
 DECLARE c event_cursor%ROWTYPE;
 BEGIN
   SELECT * INTO c FROM event_cursor;
@@ -23,6 +24,5 @@ BEGIN
               WHERE t.xid >= c.xid AND (t.xid > c.xid OR c.source < 'transfer' OR (c.source = 'transfer' AND t.id > c.key))
               ORDER BY t.xid, t.id LIMIT 1)))
     INTO backlog, lag_seconds;
-  backlog := coalesce(backlog, 0);
   lag_seconds := greatest(0, coalesce(lag_seconds, 0));
 END $$;

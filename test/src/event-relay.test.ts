@@ -59,7 +59,7 @@ async function loadFunds (db: pg.Pool | pg.Client, user: string, amountMinor: nu
 }
 
 /** One authorization hold decided by jit_decide, as src/jit/decide.ts shapes it. */
-async function authorize (pool: pg.Pool, holder: { user: string, card: string }, amountMinor: number): Promise<{ jit: string, status: number }> {
+async function authorize (pool: pg.Pool | pg.PoolClient, holder: { user: string, card: string }, amountMinor: number): Promise<{ jit: string, status: number }> {
   const jit = uniq('j')
   const item = {
     echo: { token: jit, method: 'pgfs.authorization', user_token: holder.user },
@@ -172,6 +172,37 @@ t.test('a transaction still open holds back the rows committed after it took its
   t.same(seen.map((m) => m.messageId), await owed(pool))
 })
 
+t.test('the lag counts the rows after the cursor wherever it stands, in a transaction\'s rows too', async (t) => {
+  const { pool } = await setup(t)
+  const holder = await cardholder(pool, 1000)
+  await authorize(pool, holder, 100)
+  // Two decisions and a transfer under one xid: the cursor stands between rows of one transaction, and of each source.
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    await authorize(client, holder, 100)
+    await loadFunds(client, holder.user, 50)
+    await authorize(client, holder, 100)
+    await client.query('COMMIT')
+  } finally {
+    client.release()
+  }
+  await authorize(pool, holder, 100)
+  const { rows } = await pool.query<{ xid: string, source: string, key: string }>(
+    `SELECT xid, 'decision' AS source, jit_token AS key FROM decisions
+     UNION ALL
+     SELECT xid, 'transfer', id FROM transfers
+     ORDER BY 1, 2, 3`)
+  t.ok(rows.some((r, i) => i > 0 && r.xid === rows[i - 1].xid), 'some transaction wrote several rows')
+  for (const [i, at] of rows.entries()) {
+    await pool.query('UPDATE event_cursor SET xid = $1::xid8, source = $2, key = $3', [at.xid, at.source, at.key])
+    const behind = rows.length - i - 1
+    t.equal((await relayLag(pool)).backlog, behind, `cursor on row ${i + 1} of ${rows.length} (${at.source})`)
+    t.equal((await relayLag(pool, 2)).backlog, Math.min(2, behind), 'and counted up to a limit')
+    if (behind === 0) t.equal((await relayLag(pool)).lagSeconds, 0, 'nothing behind, no lag')
+  }
+})
+
 t.test('the broker unreachable: the cursor stays, nothing is lost, and everything goes once it is back', async (t) => {
   const { databaseUrl, pool, broker, seen, relay } = await setup(t)
   const holder = await cardholder(pool, 1000)
@@ -204,7 +235,7 @@ t.test('the broker unreachable: the cursor stays, nothing is lost, and everythin
   const before = await ageOfOldest()
   const { lagSeconds } = await relayLag(pool, 4)
   const after = await ageOfOldest()
-  t.ok(before > 0 && before <= lagSeconds && lagSeconds <= after, `the lag is the age of the oldest row behind (${before} <= ${lagSeconds} <= ${after})`)
+  t.ok(before > 0 && before <= lagSeconds && lagSeconds <= after, `the lag is the age of the oldest row behind, the load (${before} <= ${lagSeconds} <= ${after})`)
 
   refuse = (n) => n % 3 === 0
   await t.rejects(r.drain(), { message: 'not confirmed' })
