@@ -32,7 +32,7 @@ import pg from 'pg'
 import { loadConfig, redactUrl } from '../src/config.js'
 import { seedPopulation } from './seed.js'
 import { basicAuth } from './messages.js'
-import { summarize, round, textTable, markdownTable, type LatencySummary } from './stats.js'
+import { summarize, median, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import { machineEnvironment } from './environment.js'
 import { describeStageTails, stageTails } from './service-metrics.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
@@ -365,16 +365,12 @@ async function main (): Promise<number> {
           console.log(`- ${describe(floor)}`)
         }
       }
-      const median = (rs: RunResult[], pick: (r: RunResult) => number): number => {
-        const sorted = rs.map(pick).sort((a, b) => a - b)
-        const mid = Math.floor(sorted.length / 2)
-        return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-      }
-      const p99 = median(gatewayRuns, (r) => r.latency.p99)
-      if (rounds > 1) notes.push(`JIT medians of ${rounds} rounds: p50 ${median(gatewayRuns, (r) => r.latency.p50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`)
+      const medianOf = (rs: RunResult[], pick: (r: RunResult) => number): number => median(rs.map(pick)) ?? NaN
+      const p99 = medianOf(gatewayRuns, (r) => r.latency.p99)
+      if (rounds > 1) notes.push(`JIT medians of ${rounds} rounds: p50 ${medianOf(gatewayRuns, (r) => r.latency.p50).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`)
       if (referenceRuns.length > 0) {
-        const floorP99 = median(referenceRuns, (r) => r.latency.p99)
-        notes.push(`reference (one Redis GET and one committed UPDATE per request, the same open loop after each run): p50 ${median(referenceRuns, (r) => r.latency.p50).toFixed(2)} ms, ` +
+        const floorP99 = medianOf(referenceRuns, (r) => r.latency.p99)
+        notes.push(`reference (one Redis GET and one committed UPDATE per request, the same open loop after each run): p50 ${medianOf(referenceRuns, (r) => r.latency.p50).toFixed(2)} ms, ` +
           `p99 ${floorP99.toFixed(2)} ms; JIT p99 ${p99.toFixed(2)} ms = ${(p99 / floorP99).toFixed(2)} x the reference's${rounds > 1 ? ` (medians of ${rounds} rounds)` : ''}; ` +
           'the gateway\'s processes stay up during the reference runs (its worker finishes the run\'s last events in the reference\'s warm-up), ' +
           'and the PostgreSQL, RabbitMQ and Redis columns count whatever they do')

@@ -27,7 +27,7 @@ import { relayLag } from '../src/event-relay.js'
 import referenceRoutes, { BENCH_TABLE, prepareReferenceTable, REDIS_KEY } from './reference-routes.js'
 import { seedPopulation, type Population } from './seed.js'
 import { basicAuth, pingBody } from './messages.js'
-import { Samples, round, textTable, markdownTable, type LatencySummary } from './stats.js'
+import { Samples, median, round, textTable, markdownTable, type LatencySummary } from './stats.js'
 import type { LoadJob, LoadResult, Scenario } from './load-worker.js'
 import { machineEnvironment } from './environment.js'
 import { cpuPerRequest, cpuSnapshot, type CpuSnapshot } from './cpu.js'
@@ -243,7 +243,7 @@ async function bench (app: FastifyInstance, uncached: FastifyInstance, config: C
   const medians = once.filter((p) => p.reference !== undefined).map((p) => {
     const ratios = Array.from({ length: repeat }, (_v, i) => rows.find((r) => r.name === inRound(p.name, i + 1))?.ratio)
       .filter((r): r is number => r !== undefined).sort((a, b) => a - b)
-    return { name: p.name, reference: p.reference!, ratios, median: ratios.length === 0 ? undefined : ratios[Math.floor((ratios.length - 1) / 2)] }
+    return { name: p.name, reference: p.reference!, ratios, median: median(ratios) }
   })
   const jit = rows.find((r) => r.name === 'jit')
   const jitRatio = medians.find((m) => m.name === 'jit')?.median

@@ -31,6 +31,14 @@ export function summarize (values: Float64Array): LatencySummary {
   return { count: n, mean: n === 0 ? NaN : sum / n, p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), p999: at(0.999), max: n === 0 ? NaN : values[n - 1] }
 }
 
+/** The median of the values (the mean of the middle two for an even count); undefined for none. */
+export function median (values: number[]): number | undefined {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
 export function round (value: number, digits = 2): number {
   if (!Number.isFinite(value)) return value
   const f = 10 ** digits
