@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { TEST_DATABASE_URL, adminHeaders, eventually, jitHeaders, spawnServer, uniq, type SpawnedServer } from '../helper.js'
+import { TEST_DATABASE_URL, adminHeaders, eventually, jitHeaders, spawnServer, uniq, type SpawnedServer, type Teardown } from '../helper.js'
 import { cardholder, jitRequest } from '../jit-fixtures.js'
 
 // The repo's nginx.conf with Debian's nginx in front of two instances of the built server (`npm test` builds first).
@@ -42,7 +42,7 @@ function deriveConfig (conf: string, a: Addresses): string {
   return out
 }
 
-async function startNginx (t: { teardown: (fn: () => unknown) => void }, upstreams: string[]): Promise<{ publicUrl: string, operatorsUrl: string, dir: string }> {
+async function startNginx (t: Teardown, upstreams: string[]): Promise<{ publicUrl: string, operatorsUrl: string, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'nginx-'))
   for (const k of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) await mkdir(join(dir, k))
   // Below the kernel's ephemeral range (from 32768), where other processes' outgoing connections take ports.

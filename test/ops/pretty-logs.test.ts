@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { developmentSecrets } from '../../src/config.js'
-import { eventually, freePort, TEST_DATABASE_URL } from '../helper.js'
+import { eventually, freePort, TEST_DATABASE_URL, type Teardown } from '../helper.js'
 
 // The built server (`npm test` builds first), run under a pseudo-terminal by util-linux's `script`, or with piped stdout.
 
@@ -11,7 +11,7 @@ function descendants (pid: number): number[] {
   return children.flatMap((child) => [child, ...descendants(child)])
 }
 
-async function runServer (t: { teardown: (fn: () => unknown) => void }, tty: boolean): Promise<{ port: number, output: () => string }> {
+async function runServer (t: Teardown, tty: boolean): Promise<{ port: number, output: () => string }> {
   const port = await freePort()
   const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATABASE_URL: TEST_DATABASE_URL, ROLE: 'api', LOG_LEVEL: 'info', NO_COLOR: '1', EMBEDDED_MONGO_PATH: '' }
   const command = `${JSON.stringify(process.execPath)} dist/src/server.js`

@@ -1,6 +1,6 @@
 import t from 'tap'
 import amqp, { type ConfirmChannel, type ConsumeMessage } from 'amqplib'
-import { build, eventually, uniq } from '../helper.js'
+import { build, eventually, uniq, type Teardown } from '../helper.js'
 import { buildConnected } from '../src/webhooks-helpers.js'
 import { Broker, MAX_RETRIES, RetryLaterError, type Delivery, type Probes, type Settlement } from '../../src/broker.js'
 
@@ -21,7 +21,7 @@ async function deleteWorkQueue (name: string): Promise<void> {
  * An app on a work queue of its own (with retry and dead-letter queues, deleted at teardown): `handle` consumes the
  * queue, `dead` collects what reaches the dead-letter queue.
  */
-async function workQueue (t: { teardown: (fn: () => unknown) => void }, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>, probes: Probes = {}) {
+async function workQueue (t: Teardown, retryDelayMs: number, handle: (delivery: Delivery, prefix: string) => Promise<void>, probes: Probes = {}) {
   const app = await buildConnected(t, { ROLE: 'api', RABBITMQ_RETRY_DELAY_MS: String(retryDelayMs) })
   const { broker } = app
   const name = uniq('test.rmq')

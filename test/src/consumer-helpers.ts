@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.js'
 import type { Handler, Settlement, Topology } from '../../src/broker.js'
 import { createConsumers, startConsumers } from '../../src/consumers.js'
-import { eventually, testConfig, uniq } from '../helper.js'
+import { eventually, testConfig, uniq, type Teardown } from '../helper.js'
 import { RABBITMQ_URL } from './webhooks-helpers.js'
 
 export interface Isolated {
@@ -21,7 +21,7 @@ export interface Isolated {
  * same handlers and probes as plugins/workers.ts): what the test posts is processed here and nowhere else, so it can
  * wait for "processed" instead of sleeping. ROLE=api: no relay of this app takes the shared events.
  */
-export async function buildIsolated (t: { teardown: (fn: () => unknown) => void }, overrides: Record<string, string> = {}, options: { consume?: boolean } = {}): Promise<Isolated> {
+export async function buildIsolated (t: Teardown, overrides: Record<string, string> = {}, options: { consume?: boolean } = {}): Promise<Isolated> {
   const id = uniq('t').replace(/-/g, '.')
   const queues = { webhooks: `test.${id}.webhooks`, archive: `test.${id}.archive` }
   const topology: Topology = {

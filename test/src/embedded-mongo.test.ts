@@ -6,10 +6,10 @@ import pg from 'pg'
 import { MongoClient } from 'mongodb'
 import { archiveMessage } from '../../src/archive.js'
 import { startEmbeddedMongo } from '../../src/embedded-mongo.js'
-import { TEST_DATABASE_URL, adminHeaders, eventually, jitHeaders, spawnServer, testConfig, uniq, type SpawnedServer } from '../helper.js'
+import { TEST_DATABASE_URL, adminHeaders, eventually, jitHeaders, spawnServer, testConfig, uniq, type SpawnedServer, type Teardown } from '../helper.js'
 import { cardholder, jitRequest } from '../jit-fixtures.js'
 
-async function tempPath (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
+async function tempPath (t: Teardown): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'embedded-mongo-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   return join(dir, 'nested', 'archive.json')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { randomBytes } from 'node:crypto'
-import { build, eventually, scratchDatabase, uniq } from '../helper.js'
+import { build, eventually, scratchDatabase, uniq, type Teardown } from '../helper.js'
 import { Broker, BrokerUnavailableError } from '../../src/broker.js'
 import { EVENT_RELAY_LOCK, EventRelay, relayLag, type EventRelayOptions, type Publisher } from '../../src/event-relay.js'
 import { eventsOf, type SourceRow } from '../../src/events.js'
@@ -23,7 +23,7 @@ interface Setup {
  * A database of its own (the apps of other test files run relays on the shared one), migrated, and an exchange of its
  * own with a queue bound to everything.
  */
-async function setup (t: { teardown: (fn: () => unknown) => void }): Promise<Setup> {
+async function setup (t: Teardown): Promise<Setup> {
   const databaseUrl = await scratchDatabase(t, 'relay')
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 })
   t.teardown(() => pool.end())

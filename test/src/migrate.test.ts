@@ -5,9 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildApp } from '../../src/app.js'
 import { migrate, schemaLayout, SchemaMismatchError } from '../../src/migrate.js'
-import { scratchDatabase, TEST_DATABASE_URL, testConfig, uniq } from '../helper.js'
+import { scratchDatabase, TEST_DATABASE_URL, testConfig, uniq, type Teardown } from '../helper.js'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 t.test('migrations are idempotent and two concurrent runs do not collide', async (t) => {
   const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 })

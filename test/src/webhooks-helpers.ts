@@ -4,7 +4,7 @@ import amqp from 'amqplib'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Queryable } from '../../src/db.js'
 import { signBody } from '../../src/webhooks/signature.js'
-import { build, eventually, uniq, webhookHeaders } from '../helper.js'
+import { build, eventually, uniq, webhookHeaders, type Teardown } from '../helper.js'
 
 export const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
 /** Marqeta example messages, copied from the team's shared fixtures so that the repository tests on its own. */
@@ -21,7 +21,7 @@ export interface Tapped {
  * build() plus a connected broker: the broker's first connection attempt may time out on a loaded machine (the app
  * then boots degraded and keeps reconnecting), and these tests are about what happens once it is there.
  */
-export async function buildConnected (t: { teardown: (fn: () => unknown) => void }, overrides: Record<string, string> = {}): Promise<FastifyInstance> {
+export async function buildConnected (t: Teardown, overrides: Record<string, string> = {}): Promise<FastifyInstance> {
   const app = await build(t, overrides)
   await eventually(async () => app.broker.connected, 20_000)
   return app
@@ -31,7 +31,7 @@ export async function buildConnected (t: { teardown: (fn: () => unknown) => void
  * An exclusive, auto-deleted queue bound to `bindings` on jit.events: sees a copy of every matching message whatever
  * app instance consumes the work queues.
  */
-export async function tapExchange (t: { teardown: (fn: () => unknown) => void }, bindings: string[], exchange = 'jit.events'): Promise<Tapped[]> {
+export async function tapExchange (t: Teardown, bindings: string[], exchange = 'jit.events'): Promise<Tapped[]> {
   const connection = await amqp.connect(RABBITMQ_URL)
   const channel = await connection.createChannel()
   await channel.assertExchange(exchange, 'topic', { durable: true })

@@ -2,7 +2,7 @@ import t from 'tap'
 import pg from 'pg'
 import { JitBatcher } from '../../../src/jit/batcher.js'
 import { callJitDecide, type DecisionRow } from '../../../src/jit/ledger-call.js'
-import { TEST_DATABASE_URL, uniq } from '../../helper.js'
+import { TEST_DATABASE_URL, uniq, type Teardown } from '../../helper.js'
 import { account, cardholder, fund, holdCount, type Cardholder } from '../../jit-fixtures.js'
 
 // jit_decide's group commit (DESIGN §3): sorted account locks and one program shard per batch, a hot account served
@@ -32,7 +32,7 @@ async function batch (items: Array<Record<string, unknown>>, shard: number, db: 
 }
 
 /** A transaction holding row locks (FOR UPDATE by `lockSql`) until the test commits it; released at teardown. */
-async function lockedBy (t: { teardown: (fn: () => unknown) => void }, lockSql: string, values: unknown[] = []): Promise<pg.PoolClient> {
+async function lockedBy (t: Teardown, lockSql: string, values: unknown[] = []): Promise<pg.PoolClient> {
   const holder = await pool.connect()
   t.teardown(() => holder.release())
   await holder.query('BEGIN')

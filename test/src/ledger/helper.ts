@@ -1,10 +1,9 @@
 import pg from 'pg'
-import { TEST_DATABASE_URL, uniq } from '../../helper.js'
+import { TEST_DATABASE_URL, uniq, type Teardown } from '../../helper.js'
 import { migrate } from '../../../src/migrate.js'
 import { userAccounts, type AccountState } from '../../../src/ledger/funds.js'
 import type { Queryable } from '../../../src/db.js'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
 
 /** A pool on the test database with every migration applied, closed when the test ends. */
 export async function testPool (t: Teardown, max = 10): Promise<pg.Pool> {
